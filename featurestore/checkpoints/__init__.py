@@ -1,0 +1,31 @@
+"""Checkpoints: registry (names, presets, ImageNet metadata) and weight loading."""
+
+from featurestore.checkpoints.loading import (
+    RANDOM,
+    LoadedCheckpoint,
+    load_checkpoint,
+    read_weights_file,
+    sha256_file,
+)
+from featurestore.checkpoints.registry import (
+    PRESETS,
+    REGISTRY,
+    CheckpointInfo,
+    expand_checkpoints,
+    register,
+    resolve,
+)
+
+__all__ = [
+    "RANDOM",
+    "PRESETS",
+    "REGISTRY",
+    "CheckpointInfo",
+    "LoadedCheckpoint",
+    "expand_checkpoints",
+    "load_checkpoint",
+    "read_weights_file",
+    "register",
+    "resolve",
+    "sha256_file",
+]

@@ -1,0 +1,73 @@
+"""Any ``<root>/<split>/<class>/<image>`` tree (torchvision's ImageFolder layout, one per split)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from featurestore.datasets.base import (
+    Dataset,
+    SplitData,
+    open_image,
+    stratified_holdout,
+    subset,
+)
+from featurestore.errors import DatasetRootError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+VAL_FRACTION = 0.2
+
+
+@dataclass
+class ImageFolder(Dataset):
+    """Images under ``<root>/train/<class>/*`` and ``<root>/test/<class>/*`` (``val/`` optional).
+
+    Class names are the sorted union of class folders over all splits. Without ``val/``, a seeded,
+    class-stratified 20% of train becomes val. Ids are paths relative to the root.
+    """
+
+    name = "imagefolder"
+    metric = "top1"
+    split_rule = f"<root>/<split>/<class>/*; without val/: stratified {VAL_FRACTION:.0%} of train"
+    _classes: list[str] = field(default_factory=list, init=False, repr=False)
+
+    def _load_splits(self) -> dict[str, SplitData]:
+        root = self.require_root("train/<class>/<image>", "test/<class>/<image>")
+        if not (root / "train").is_dir() or not (root / "test").is_dir():
+            raise DatasetRootError(
+                f"dataset 'imagefolder': expected {root}/train/<class>/<image> and "
+                f"{root}/test/<class>/<image>; found {sorted(p.name for p in root.iterdir())}"
+            )
+        present = [s for s in ("train", "val", "test") if (root / s).is_dir()]
+        self._classes = sorted(
+            {c.name for s in present for c in (root / s).iterdir() if c.is_dir()}
+        )
+        index = {c: i for i, c in enumerate(self._classes)}
+        splits: dict[str, SplitData] = {}
+        for s in present:
+            ids: list[str] = []
+            labels: list[int] = []
+            for c in sorted(p for p in (root / s).iterdir() if p.is_dir()):
+                for f in sorted(c.iterdir()):
+                    if f.suffix.lower() in IMAGE_SUFFIXES:
+                        ids.append(f"{s}/{c.name}/{f.name}")
+                        labels.append(index[c.name])
+            if not ids:
+                raise DatasetRootError(f"dataset 'imagefolder': no images under {root / s}")
+            splits[s] = SplitData(ids, np.asarray(labels, dtype=np.int64))
+        if "val" not in splits:
+            keep, hold = stratified_holdout(splits["train"].labels, VAL_FRACTION, self.seed)
+            full = splits["train"]
+            splits["train"], splits["val"] = subset(full, keep), subset(full, hold)
+        return {k: splits[k] for k in ("train", "val", "test")}
+
+    @property
+    def label_names(self) -> list[str]:  # type: ignore[override]
+        self._all_splits()
+        return list(self._classes)
+
+    def read(self, sample_id: str) -> Image.Image:
+        assert self.root is not None
+        return open_image(self.root / sample_id)
