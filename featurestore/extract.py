@@ -145,9 +145,13 @@ def extract_entry(
     wait: float = 0.0,
     progress: bool = True,
     seed: int = 0,
+    chunk_batches: int = BATCHES_PER_CHUNK,
 ) -> EntryReport:
-    """Extract every split of ``dataset`` with ``ckpt`` into ``store`` (resuming, skipping when
-    complete unless ``force``)."""
+    """Extract every split of ``dataset`` with ``ckpt`` into ``store``.
+
+    Skips a complete entry unless ``force``; resumes an interrupted one at row-chunk granularity
+    (``batch_size * chunk_batches`` rows); waits up to ``wait`` seconds for a busy entry.
+    """
     name = ckpt if isinstance(ckpt, str) else ckpt.info.name
     if store.has_complete(name, dataset.name) and not force:
         return EntryReport(name, dataset.name, "skipped")
@@ -155,7 +159,7 @@ def extract_entry(
     splits = {s: dataset.split(s) for s in dataset.splits}
     loaded = load_checkpoint(ckpt, weights, seed=seed) if isinstance(ckpt, str) else ckpt
     dev = resolve_device(device)
-    chunk_rows = batch_size * BATCHES_PER_CHUNK
+    chunk_rows = batch_size * chunk_batches
     label_shape = (dataset.num_classes,) if dataset.multilabel else ()
     plans = [SplitPlan(s, len(sd), loaded.feature_dim, chunk_rows, label_shape)
              for s, sd in splits.items()]

@@ -31,6 +31,7 @@ import numpy as np
 import zarr
 from zarr.storage import FsspecStore, LocalStore
 
+from featurestore import chunkio
 from featurestore.errors import EntryNotFoundError, StoreFormatError
 from featurestore.locking import entry_lock
 
@@ -198,10 +199,17 @@ class FeatureStore:
         """Features ``X`` (float32 [N, D]) and labels ``y`` of one split as numpy arrays."""
         info = self.entry(ckpt, dataset)
         parts = self._split_names(info, split)
-        group = self.root[f"{ckpt}/{dataset}"]
-        xs = [np.asarray(group[f"{s}/features"][...]) for s in parts]
-        ys = [np.asarray(group[f"{s}/labels"][...]) for s in parts]
+        xs = [self._read_all(f"{ckpt}/{dataset}/{s}/features") for s in parts]
+        ys = [self._read_all(f"{ckpt}/{dataset}/{s}/labels") for s in parts]
         return (xs[0], ys[0]) if len(parts) == 1 else (np.concatenate(xs), np.concatenate(ys))
+
+    def _read_all(self, path: str) -> np.ndarray:
+        """A whole array; local uncompressed row-chunked arrays take the single-copy fast path."""
+        array = self.root[path]
+        assert isinstance(array, zarr.Array)
+        if self.local_root is not None and chunkio.fast_path_ok(array):
+            return chunkio.read_rows(array, self.local_root / path)
+        return np.asarray(array[...])
 
     def load_ids(self, ckpt: str, dataset: str, split: str) -> list[str]:
         info = self.entry(ckpt, dataset)

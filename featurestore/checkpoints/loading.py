@@ -123,13 +123,15 @@ def map_state_dict_by_order(
     tgt = [(k, v) for k, v in target.items() if not _skip(k)]
     if len(src) != len(tgt):
         raise WeightsMismatchError(
-            f"{origin}: {len(src)} tensors, but the architecture has {len(tgt)}"
+            f"{origin} does not fit the architecture: it has {len(src)} tensors, the "
+            f"architecture {len(tgt)}"
         )
     out: dict[str, torch.Tensor] = OrderedDict()
     for (sk, sv), (tk, tv) in zip(src, tgt, strict=True):
         if sv.shape != tv.shape:
             raise WeightsMismatchError(
-                f"{origin}: tensor {sk} {tuple(sv.shape)} does not fit {tk} {tuple(tv.shape)}"
+                f"{origin} does not fit the architecture: tensor {sk} {tuple(sv.shape)} vs "
+                f"{tk} {tuple(tv.shape)}"
             )
         out[tk] = sv
     return out

@@ -101,6 +101,8 @@ def resolve(name: str) -> CheckpointInfo:
     arch = name.split(".", 1)[0]
     if timm.is_model(arch):
         return CheckpointInfo(name=name, arch=name, top1_source="", notes="timm architecture")
-    pool = list(REGISTRY) + list(PRESETS) + timm.list_models()
-    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
+    # Registry entries first (they have weights offline), then timm architectures.
+    close = difflib.get_close_matches(name, list(REGISTRY) + list(PRESETS), n=3, cutoff=0.6)
+    close += [m for m in difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+              if m not in close][: 3 - len(close)]
     raise UnknownCheckpointError(name, close)

@@ -9,15 +9,37 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from featurestore.datasets.aircraft import Aircraft
 from featurestore.datasets.base import SPLITS, Dataset, SplitData, open_image, stratified_holdout
+from featurestore.datasets.birdsnap import Birdsnap
+from featurestore.datasets.caltech101 import Caltech101
+from featurestore.datasets.cars import Cars
+from featurestore.datasets.cifar import CIFAR10, CIFAR100
 from featurestore.datasets.digits import Digits
+from featurestore.datasets.dtd import DTD
+from featurestore.datasets.flowers102 import Flowers102
+from featurestore.datasets.food101 import Food101
 from featurestore.datasets.imagefolder import ImageFolder
+from featurestore.datasets.paper import PAPER12
+from featurestore.datasets.pets import Pets
+from featurestore.datasets.sun397 import SUN397
+from featurestore.datasets.voc2007 import VOC2007
 from featurestore.errors import UnknownDatasetError
 
 REGISTRY: dict[str, type[Dataset]] = {cls.name: cls for cls in (Digits, ImageFolder)}
+#: The paper's twelve datasets (Table 1, Appendix A.2), in Table 1's order.
+REGISTRY.update(
+    {
+        cls.name: cls
+        for cls in (
+            Food101, CIFAR10, CIFAR100, Birdsnap, SUN397, Cars,
+            Aircraft, VOC2007, DTD, Pets, Caltech101, Flowers102,
+        )
+    }
+)  # fmt: skip
 
 #: Named groups of datasets, expanded by the CLI (``--dataset paper12``).
-PRESETS: dict[str, list[str]] = {}
+PRESETS: dict[str, list[str]] = {"paper12": list(PAPER12)}
 
 
 def register(cls: type[Dataset]) -> type[Dataset]:

@@ -34,11 +34,12 @@ class ImageFolder(Dataset):
     _classes: list[str] = field(default_factory=list, init=False, repr=False)
 
     def _load_splits(self) -> dict[str, SplitData]:
-        root = self.require_root("train/<class>/<image>", "test/<class>/<image>")
-        if not (root / "train").is_dir() or not (root / "test").is_dir():
+        root = self.root
+        if root is None or not (root / "train").is_dir() or not (root / "test").is_dir():
+            found = sorted(p.name for p in root.iterdir()) if root and root.is_dir() else "nothing"
             raise DatasetRootError(
-                f"dataset 'imagefolder': expected {root}/train/<class>/<image> and "
-                f"{root}/test/<class>/<image>; found {sorted(p.name for p in root.iterdir())}"
+                f"dataset 'imagefolder': expected under {root}: train/<class>/<image> and "
+                f"test/<class>/<image> (val/<class>/<image> optional); found {found}"
             )
         present = [s for s in ("train", "val", "test") if (root / s).is_dir()]
         self._classes = sorted(
