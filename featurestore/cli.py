@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from featurestore.errors import FeatureStoreError
@@ -31,6 +32,10 @@ err = Console(stderr=True, soft_wrap=True)
 StoreOpt = Annotated[str, typer.Option("--store", help="Store path or fsspec URL.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N]")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if already done.")]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="dask.distributed scheduler address, or 'local'."),
+]
 
 
 def _human(n: int) -> str:
@@ -64,6 +69,7 @@ def extract(
     download: Annotated[bool, typer.Option("--download", help="Download where possible.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of random weights / splits.")] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Cache penultimate-layer features of every checkpoint x dataset into the store."""
     from featurestore.checkpoints import expand_checkpoints, load_checkpoint, resolve
@@ -79,6 +85,22 @@ def extract(
     ]
     fs = FeatureStore(store)
     reports, failures = [], []
+    if scheduler:
+        from featurestore.distributed import dask_client, extract_distributed
+
+        with dask_client(scheduler) as client:
+            done = extract_distributed(
+                client, store, [i.name for i in infos], [d.name for d in datasets],
+                str(data_root) if data_root else None, weights=weights, batch_size=batch_size,
+                device=device, force=force, wait=wait, seed=seed, allow_missing=allow_missing,
+            )
+        for r in done:
+            if isinstance(r, str):
+                failures.append(tuple(r.split(": ", 1)[0].split("/", 1)) + (r,))
+                err.print(f"error: {r}", markup=False, highlight=False)
+            else:
+                reports.append(r)
+        infos = []  # all done on the cluster
     for info in infos:
         todo = [d for d in datasets if force or not fs.has_complete(info.name, d.name)]
         loaded = load_checkpoint(info.name, weights, seed=seed) if todo else None
@@ -113,7 +135,7 @@ def ls(
     from featurestore.store import FeatureStore
 
     fs = FeatureStore(store, read_only=True)
-    entries = fs.entries(include_incomplete=True)
+    entries = fs.entries(include_incomplete=True, sizes=True)
     if as_json:
         out.print_json(json.dumps([e.as_dict() for e in entries]))
         return
@@ -145,7 +167,7 @@ def ckpts(
     for i in REGISTRY.values():
         top1 = f"{100 * i.imagenet_top1:.1f}%" if i.imagenet_top1 else "-"
         t.add_row(i.name, i.arch, top1, str(i.input_size or "-"), str(i.feature_dim or "-"),
-                  "yes" if i.available else "[red]no[/red]", i.notes)
+                  "yes" if i.available else "[red]no[/red]", escape(i.notes))
     out.print(t)
     for name, members in PRESETS.items():
         out.print(f"preset [bold]{name}[/bold]: {', '.join(members)}")
@@ -160,7 +182,7 @@ def datasets() -> None:
     for c in ("name", "metric", "multi-label", "split rule"):
         t.add_column(c)
     for name, cls in REGISTRY.items():
-        t.add_row(name, cls.metric, "yes" if cls.multilabel else "no", cls.split_rule)
+        t.add_row(name, cls.metric, "yes" if cls.multilabel else "no", escape(cls.split_rule))
     out.print(t)
     for name, members in PRESETS.items():
         out.print(f"preset [bold]{name}[/bold]: {', '.join(members)}")
@@ -202,6 +224,7 @@ def sweep(
     store: StoreOpt = DEFAULT_URL,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Probe every complete entry x solver; results append to the store's table."""
     from featurestore.checkpoints import expand_checkpoints
@@ -209,16 +232,21 @@ def sweep(
     from featurestore.store import FeatureStore
     from probes.sweep import sweep as run_sweep
 
-    outcomes = run_sweep(
-        FeatureStore(store),
-        expand_checkpoints(ckpt) if ckpt else None,
-        expand_datasets(dataset) if dataset else None,
-        solver or ["logreg"],
-        device=device,
-        force=force,
-        on_result=lambda o: err.print(f"{o.ckpt}/{o.dataset}/{o.solver}: {o.status}",
-                                      markup=False, highlight=False),
-    )
+    ckpts = expand_checkpoints(ckpt) if ckpt else None
+    datasets = expand_datasets(dataset) if dataset else None
+
+    def report(o: Any) -> None:
+        err.print(f"{o.ckpt}/{o.dataset}/{o.solver}: {o.status}", markup=False, highlight=False)
+
+    if scheduler:
+        from featurestore.distributed import dask_client, sweep_distributed
+
+        with dask_client(scheduler) as client:
+            outcomes = sweep_distributed(client, store, ckpts, datasets, solver or ["logreg"],
+                                         device=device, force=force, on_result=report)
+    else:
+        outcomes = run_sweep(FeatureStore(store), ckpts, datasets, solver or ["logreg"],
+                             device=device, force=force, on_result=report)
     _print_outcomes(outcomes)
 
 
@@ -261,6 +289,18 @@ def demo(
     from featurestore.demo import run_demo
 
     run_demo(store, device=device, report_dir=report_dir, console=out)
+
+
+@app.command()
+def serve(
+    store: StoreOpt = DEFAULT_URL,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+) -> None:
+    """Share the store over HTTP (read-only): catalog, results, arrays, raw Zarr objects."""
+    from featurestore.service import serve as run
+
+    run(store, host=host, port=port)
 
 
 def main(argv: list[str] | None = None) -> int:

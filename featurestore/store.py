@@ -70,7 +70,7 @@ class EntryInfo:
     status: str
     splits: dict[str, int]
     feature_dim: int | None
-    nbytes: int
+    nbytes: int  # -1 unless asked for (entries(sizes=True))
     provenance: dict[str, Any] = field(repr=False)
 
     @property
@@ -119,8 +119,13 @@ class FeatureStore:
         return local_path(self.url) if is_local(self.url) else None
 
     # -- catalog ----------------------------------------------------------------------------
-    def entries(self, include_incomplete: bool = False) -> list[EntryInfo]:
-        """Every entry, sorted by checkpoint then dataset; complete ones only by default."""
+    def entries(self, include_incomplete: bool = False, sizes: bool = False) -> list[EntryInfo]:
+        """Every entry, sorted by checkpoint then dataset; complete ones only by default.
+
+        ``sizes`` fills ``nbytes`` (a walk over every chunk object: not free on big stores).
+        """
+        if self.url.startswith(("http://", "https://")):
+            return self._served_entries(include_incomplete, sizes)
         out: list[EntryInfo] = []
         for ckpt in sorted(self.root.group_keys()):
             if ckpt.startswith("_"):
@@ -130,12 +135,27 @@ class FeatureStore:
             for ds in sorted(cgroup.group_keys()):
                 if ds.endswith(STAGING_SUFFIX):
                     continue
-                info = self._entry_info(ckpt, ds)
+                info = self._entry_info(ckpt, ds, sizes)
                 if info.complete or include_incomplete:
                     out.append(info)
         return out
 
-    def _entry_info(self, ckpt: str, dataset: str) -> EntryInfo:
+    def _served_entries(self, include_incomplete: bool, sizes: bool) -> list[EntryInfo]:
+        """HTTP cannot list a Zarr hierarchy: ask the ``featurestore serve`` catalog instead."""
+        import fsspec
+
+        base = self.url.rstrip("/").removesuffix("/zarr")
+        flag = "true" if include_incomplete else "false"
+        with fsspec.open(f"{base}/entries?all={flag}", "rb") as f:
+            rows = json.loads(f.read())
+        out = []
+        for r in rows:
+            info = self._entry_info(r["ckpt"], r["dataset"])
+            info.nbytes = int(r.get("nbytes", -1)) if sizes else -1
+            out.append(info)
+        return out
+
+    def _entry_info(self, ckpt: str, dataset: str, sizes: bool = False) -> EntryInfo:
         group = self.root[f"{ckpt}/{dataset}"]
         prov = dict(group.attrs.get(ATTR) or {})
         splits = {
@@ -149,7 +169,7 @@ class FeatureStore:
             status=prov.get("status", "unknown"),
             splits=splits,
             feature_dim=prov.get("feature_dim"),
-            nbytes=self._nbytes(f"{ckpt}/{dataset}"),
+            nbytes=self._nbytes(f"{ckpt}/{dataset}") if sizes else -1,
             provenance=prov,
         )
 

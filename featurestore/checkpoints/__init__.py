@@ -1,5 +1,7 @@
 """Checkpoints: registry (names, presets, ImageNet metadata) and weight loading."""
 
+# ``presets`` registers the paper16 and modern presets (plain data; imports nothing heavy).
+from featurestore.checkpoints import presets  # noqa: F401
 from featurestore.checkpoints.loading import (
     RANDOM,
     LoadedCheckpoint,

@@ -9,7 +9,7 @@ There is no official split. As in the paper (Table 1, A.2), all 102 folders are 
 BACKGROUND_Google included, 30 images per class are drawn for training and the rest are the test
 set: 3,060 / 6,084. Only ``image_*.jpg`` files count (the archive also holds a stray
 ``BACKGROUND_Google/tmp``). The 30 are a seeded choice made per class
-(``numpy.random.default_rng([seed, crc32(class name)])``), so one class's draw does not depend on
+(``numpy.random.default_rng((seed, crc32(class name)))``), so one class's draw does not depend on
 which other classes are present; 20% of them (6 per class, ``seed + 1``) become validation.
 Metric: mean per-class accuracy.
 """
@@ -40,7 +40,7 @@ class Caltech101(PaperDataset):
     metric = "mean_per_class"
     split_rule = (
         f"per class (all {_FOLDER} folders, BACKGROUND_Google included; only {_IMAGE_PATTERN}): "
-        f"{TRAIN_PER_CLASS} drawn with numpy default_rng([seed, crc32(class)]) -> trainval, "
+        f"{TRAIN_PER_CLASS} drawn with numpy default_rng((seed, crc32(class))) -> trainval, "
         f"the rest -> test; stratified {VAL_FRACTION:.0%} of trainval (seed + 1) -> val"
     )
     layout_dirs = ("", "caltech101")
@@ -74,7 +74,7 @@ class Caltech101(PaperDataset):
                     f"dataset 'caltech101': class {cls!r} has {len(files)} {_IMAGE_PATTERN} files "
                     f"under {folder / cls}; the protocol needs more than {TRAIN_PER_CLASS}"
                 )
-            rng = np.random.default_rng([self.seed, zlib.crc32(cls.encode())])
+            rng = np.random.default_rng((self.seed, zlib.crc32(cls.encode())))
             chosen = set(rng.choice(len(files), TRAIN_PER_CLASS, replace=False).tolist())
             for i, f in enumerate(files):
                 ids, labels = (train_ids, train_labels) if i in chosen else (test_ids, test_labels)

@@ -148,9 +148,10 @@ class PaperDataset(Dataset):
                 return d
         return None
 
-    def _expected(self) -> list[str]:
-        """Required paths as seen from ``root`` under the archive's own layout."""
-        prefix = f"{self.layout_dirs[0]}/" if self.layout_dirs[0] else ""
+    def _expected(self, layout: str | None = None) -> list[str]:
+        """Required paths as seen from ``root`` (default: under the archive's own layout)."""
+        layout = self.layout_dirs[0] if layout is None else layout
+        prefix = f"{layout}/" if layout else ""
         return [prefix + r for r in self.required]
 
     def _locate(self) -> Path:
@@ -170,14 +171,20 @@ class PaperDataset(Dataset):
         return found
 
     def _root_message(self) -> str:
+        """Expected and missing paths for the layout the root comes closest to (ties: the
+        archive's own), so a half-copied torchvision folder gets advice about that folder."""
         assert self.root is not None
-        expected = self._expected()
-        missing = [e for e in expected if not (self.root / e).exists()]
+        root = self.root
+        layouts = [(layout, self._expected(layout)) for layout in self.layout_dirs]
+        layout, expected = min(
+            layouts, key=lambda le: sum(not (root / e).exists() for e in le[1])
+        )
+        missing = [e for e in expected if not (root / e).exists()]
         msg = (
-            f"dataset {self.name!r}: expected under {self.root}: {', '.join(expected)}; "
+            f"dataset {self.name!r}: expected under {root}: {', '.join(expected)}; "
             f"missing: {', '.join(missing)}"
         )
-        others = [str(p) for p in self._candidates()[1:]]
+        others = [str(root / other) for other, _ in layouts if other != layout]
         if others:
             msg += f" (the same files are also accepted under {' or '.join(others)})"
         if self.source_hint:
