@@ -291,6 +291,21 @@ def demo(
     run_demo(store, device=device, report_dir=report_dir, console=out)
 
 
+@app.command("report")
+def report_cmd(
+    store: StoreOpt = DEFAULT_URL,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the HTML pages.")] = Path(
+        "reports"
+    ),
+    timeout: Annotated[int, typer.Option("--timeout", help="Seconds per notebook cell.")] = 600,
+) -> None:
+    """Run the analysis notebooks against the store and write standalone offline HTML."""
+    from featurestore.report import report
+
+    paths = report(store, out_dir, timeout=timeout)
+    out.print(f"report: {paths[0].resolve()} ({len(paths) - 1} notebooks)")
+
+
 @app.command()
 def serve(
     store: StoreOpt = DEFAULT_URL,

@@ -9,10 +9,11 @@ For each notebook this module
    convention, so the value is visible in the report). The kernel also gets the URL in the
    ``FEATURESTORE_URL`` environment variable, which is what the notebooks' parameters cell
    reads when a person runs them by hand (``FEATURESTORE_URL=s3://... jupyter lab``);
-2. executes it headless with nbclient (kernel ``python3`` of this interpreter; working
-   directory ``out_dir``), so a failing cell shows its traceback in the page;
+2. executes it headless with nbclient (kernel ``python3`` of this interpreter, over private
+   Unix sockets on POSIX; working directory ``out_dir``), two notebooks at a time, so a
+   failing cell shows its traceback in the page;
 3. converts every plotly output (``application/vnd.plotly.v1+json``, the renderer
-   :func:`probes.figures.configure_plotly` selects) into an HTML ``<div>`` drawn by
+   :func:`probes.figures.show` emits) into an HTML ``<div>`` drawn by
    ``Plotly.newPlot``, and exports the page with nbconvert's lab template altered to **inline
    plotly.js once in the page head** and to drop the template's CDN scripts (require.js,
    MathJax, mermaid). The pages therefore render, interactively, with no network;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import html
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -143,36 +145,45 @@ def execute_notebook(
 ) -> tuple[Any, str | None]:
     """Read a jupytext notebook, inject the store URL, execute it headless.
 
-    Returns ``(notebook, error)``: on a failing cell the partially executed notebook (the
-    traceback is in that cell's outputs) and a one-line error; otherwise ``None``.
+    Returns ``(notebook, error)``: on a failing cell, a cell running past ``timeout`` seconds or
+    a dead kernel, the partially executed notebook (a failing cell's traceback is in its
+    outputs) and a one-line error; otherwise ``None``.
     """
     import jupytext
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     url = _absolute_url(store_url)
     nb = inject_store_url(jupytext.read(path), url)
-    # IPC (Unix sockets) rather than TCP: the kernel is local, and ipykernel warns on every
-    # start that unencrypted TCP is readable by other users of the machine.
+    env = {**os.environ, STORE_ENV: url}
+    with tempfile.TemporaryDirectory(prefix="fs-kernel-") as sockets:
+        try:
+            _client(nb, cwd, timeout, sockets).execute(env=env)
+        except CellExecutionError as exc:
+            last = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+            return nb, (last[-1] if last else type(exc).__name__)
+        except (CellTimeoutError, DeadKernelError) as exc:  # one stuck notebook must not sink all
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return nb, f"{type(exc).__name__}: {first}"
+    return nb, None
+
+
+def _client(nb: Any, cwd: Path, timeout: int, sockets: str) -> Any:
+    """An nbclient client whose kernel talks over Unix sockets in ``sockets`` where possible.
+
+    IPC rather than TCP: the kernel is local, TCP kernels are reachable by every user of the
+    machine (ipykernel warns about it on each start), and a private socket folder per notebook
+    keeps concurrently running kernels from picking the same socket names.
+    """
+    from nbclient import NotebookClient
+
     km = None
     if os.name == "posix":
         from jupyter_client.manager import AsyncKernelManager
 
-        km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc")
-    client = NotebookClient(
-        nb,
-        km=km,
-        timeout=timeout,
-        kernel_name=KERNEL,
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    env = {**os.environ, STORE_ENV: url}
-    try:
-        client.execute(env=env)
-    except CellExecutionError as exc:
-        last = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-        return nb, (last[-1] if last else type(exc).__name__)
-    return nb, None
+        km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc",
+                                ip=os.path.join(sockets, "kernel"))
+    return NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL,
+                          resources={"metadata": {"path": str(cwd)}})
 
 
 def _plotly_to_html(nb: Any) -> Any:
