@@ -196,12 +196,26 @@ def probe(
     store: StoreOpt = DEFAULT_URL,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
+    examples_per_class: Annotated[
+        int | None,
+        typer.Option("--examples-per-class", "-k",
+                     help="Data-size study: K train examples per class (same subset as finetune)."),
+    ] = None,
+    subset_seed: Annotated[int, typer.Option("--subset-seed")] = 0,
 ) -> None:
     """Fit one probe on a store entry (path on val, refit on train+val, score test)."""
     from featurestore.store import FeatureStore
+    from probes.subsets import per_class_subset, variant_string
     from probes.sweep import run_probe
 
-    o = run_probe(FeatureStore(store), ckpt, dataset, solver, device=device, force=force)
+    fs = FeatureStore(store)
+    variant, index = "", None
+    if examples_per_class is not None:
+        _, y_train = fs.load(ckpt, dataset, "train")
+        index = per_class_subset(y_train, examples_per_class, subset_seed)
+        variant = variant_string(examples_per_class, subset_seed)
+    o = run_probe(fs, ckpt, dataset, solver, device=device, force=force, variant=variant,
+                  train_index=index)
     _print_outcomes([o])
 
 
@@ -316,6 +330,17 @@ def serve(
     from featurestore.service import serve as run
 
     run(store, host=host, port=port)
+
+
+def _register_training_commands() -> None:
+    """Fine-tuning / from-scratch / logreg-with-augmentation jobs live in probes (no torch import)."""
+    from probes.finetune_cli import finetune_command, logreg_aug_command
+
+    app.command("finetune")(finetune_command)
+    app.command("logreg-aug")(logreg_aug_command)
+
+
+_register_training_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

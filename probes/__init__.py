@@ -16,6 +16,8 @@ __all__ = [
     "svm_path",
     "run_protocol",
     "ProtocolResult",
+    "run_finetune",
+    "FinetuneConfig",
 ]
 
 _LAZY = {
@@ -25,6 +27,8 @@ _LAZY = {
     "svm_path": "probes.svm",
     "run_protocol": "probes.protocol",
     "ProtocolResult": "probes.protocol",
+    "run_finetune": "probes.finetune",
+    "FinetuneConfig": "probes.finetune_config",
 }
 
 
