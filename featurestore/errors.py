@@ -1,8 +1,9 @@
 """Exceptions raised by the data layer.
 
-Every failure a user can cause (a typo in a checkpoint name, a corrupt JPEG, a weights file for another
-architecture, a dataset root in the wrong place) has its own class, so library callers can catch exactly
-what they mean to handle and the CLI can print one clear line per error without a traceback.
+Every failure a user can cause (a typo in a checkpoint name, a corrupt JPEG, a weights file for
+another architecture, a dataset root in the wrong place) has its own class, so library callers can
+catch exactly what they mean to handle and the CLI can print one clear line per error without a
+traceback.
 """
 
 from __future__ import annotations

@@ -55,7 +55,9 @@ def _lock_name(key: str) -> str:
 
 
 @contextlib.contextmanager
-def entry_lock(store_url: str, local_root: Path | None, key: str, wait: float = 0.0) -> Iterator[None]:
+def entry_lock(
+    store_url: str, local_root: Path | None, key: str, wait: float = 0.0
+) -> Iterator[None]:
     """Hold the write lock of entry ``key`` (``"<ckpt>/<dataset>"``) for the ``with`` body.
 
     Raises :class:`EntryBusyError` naming the holder if it is still held after ``wait`` seconds.

@@ -1,10 +1,10 @@
 """The results table: one append-only row per finished probe / fine-tune / from-scratch job.
 
 Stored inside the feature store as ``<store>/_results/<result_id>``: a Zarr array holding the job's
-per-example test predictions (int32 ``[N]`` labels, or float32 ``[N, C]`` scores for multi-label), whose
-attributes carry the row. The row's ``status`` attribute is set to ``complete`` only after the
-predictions are written, so a killed job never leaves a visible half row, and concurrent appends never
-touch the same object (each row has its own id).
+per-example test predictions (int32 ``[N]`` labels, or float32 ``[N, C]`` scores for multi-label),
+whose attributes carry the row. The row's ``status`` attribute is set to ``complete`` only after the
+predictions are written, so a killed job never leaves a visible half row, and concurrent appends
+never touch the same object (each row has its own id).
 
 A row is identified by ``(ckpt, dataset, setting, variant)``: ``setting`` is ``logreg``, ``svm``,
 ``logreg_aug``, ``finetune`` or ``scratch``; ``variant`` distinguishes runs of the same setting
@@ -102,7 +102,8 @@ class ResultsTable:
 
     def append(self, row: dict[str, Any], predictions: np.ndarray) -> str:
         """Add a row with its per-example test predictions; returns its ``result_id``."""
-        missing = [k for k in ("ckpt", "dataset", "setting", "metric", "test_metric") if k not in row]
+        required = ("ckpt", "dataset", "setting", "metric", "test_metric")
+        missing = [k for k in required if k not in row]
         if missing:
             raise ValueError(f"result row lacks {', '.join(missing)}")
         if row["setting"] not in SETTINGS:

@@ -1,8 +1,8 @@
 """Probe jobs over store entries: one (checkpoint, dataset, solver) -> one results-table row.
 
 ``run_probe`` reads an entry's train/val/test features, runs the paper's protocol
-(:func:`probes.protocol.run_protocol`: hyperparameter path on train -> val, refit on train+val, score
-test) and appends the row with its per-example test predictions. ``sweep`` does that for every
+(:func:`probes.protocol.run_protocol`: hyperparameter path on train -> val, refit on train+val,
+score test) and appends the row with its per-example test predictions. ``sweep`` does that for every
 complete entry that matches, skipping combinations already in the table unless ``force``.
 """
 

@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from featurestore.checkpoints import load_checkpoint, resolve
-from featurestore.errors import UnknownCheckpointError, WeightsMismatchError, WeightsUnavailableError
+from featurestore.errors import (
+    UnknownCheckpointError,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+)
 from featurestore.extract import preprocess_transform
 
 TEMPLE = {"palace", "monastery", "bell cote, bell cot", "castle", "church, church building",

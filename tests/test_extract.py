@@ -52,7 +52,8 @@ def test_extract_contents_and_provenance(kind: str, imagefolder: Path, tmp_path:
     fs = FeatureStore(url)
     [entry] = fs.entries()
     assert (entry.ckpt, entry.dataset, entry.status) == (FAST_CKPT, "imagefolder", "complete")
-    assert entry.splits == {"train": 18, "val": 6, "test": 12}  # round(20% of 8) = 2 per class -> val
+    # val: round(20% of 8) = 2 per class
+    assert entry.splits == {"train": 18, "val": 6, "test": 12}
 
     ds = get_dataset("imagefolder", imagefolder)
     X, y = fs.load(FAST_CKPT, "imagefolder", "train")
@@ -165,7 +166,7 @@ def test_busy_entry_is_refused_with_holder_named(imagefolder: Path, store_url: s
 
 def test_busy_entry_memory_store(imagefolder: Path) -> None:
     url = "memory://busy/s.zarr"
-    fs = FeatureStore(url)
+    FeatureStore(url)
     with entry_lock(url, None, f"{FAST_CKPT}/imagefolder"), pytest.raises(EntryBusyError):
         _extract(url, imagefolder, wait=0.2)
 

@@ -84,7 +84,7 @@ def sha256_state_dict(state: dict[str, torch.Tensor]) -> str:
 
 
 def read_weights_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or a torch file (``weights_only``; never unpickles code)."""
+    """A state dict from ``.safetensors`` or a torch file (``weights_only``: unpickles no code)."""
     p = Path(path)
     if not p.is_file():
         raise WeightsUnavailableError(f"weights file not found: {p}")

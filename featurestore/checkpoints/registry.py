@@ -1,8 +1,8 @@
 """Checkpoint registry: named ImageNet checkpoints, their metadata, and how to get their weights.
 
 A checkpoint name is one of
-- a registry entry (:data:`REGISTRY`; the built-in offline ``efficientnet_lite0/1/2`` and the presets'
-  entries), which carries the published ImageNet top-1 and where its weights come from;
+- a registry entry (:data:`REGISTRY`; the built-in offline ``efficientnet_lite0/1/2`` and the
+  presets' entries), which carries the published ImageNet top-1 and where its weights come from;
 - any timm model name (``resnet50``, ``resnet50.a1_in1k``, ``test_vit``), for which timm's own
   pretrained loading is used.
 

@@ -5,8 +5,8 @@ and labels per split), the label names, the metric the paper scores it with, and
 decodes one image. Extraction, probes, fine-tuning and from-scratch training all go through this one
 interface, so they see identical splits; the split rule, seed and ids are recorded in provenance.
 
-Objects must be picklable (DataLoader workers call ``read`` in other processes), so loaders keep only
-plain data (paths, arrays, lists) as attributes.
+Objects must be picklable (DataLoader workers call ``read`` in other processes), so loaders keep
+only plain data (paths, arrays, lists) as attributes.
 """
 
 from __future__ import annotations
@@ -167,9 +167,9 @@ def stratified_holdout(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split row indices into (keep, holdout), class-stratified and deterministic for ``seed``.
 
-    Each class gives ``round(fraction * n_c)`` rows (at least ``min_per_class`` when it has more than
-    that), chosen by a seeded permutation; both index arrays come back sorted so row order follows
-    the source order. Multi-label rows are stratified by their first positive label.
+    Each class gives ``round(fraction * n_c)`` rows (at least ``min_per_class`` when it has more
+    than that), chosen by a seeded permutation; both index arrays come back sorted so row order
+    follows the source order. Multi-label rows are stratified by their first positive label.
     """
     labels = np.asarray(labels)
     strat = labels.argmax(axis=1) if labels.ndim == 2 else labels

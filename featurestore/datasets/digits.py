@@ -1,4 +1,4 @@
-"""scikit-learn's bundled handwritten digits: a real dataset that needs no download (the demo's default)."""
+"""scikit-learn's bundled handwritten digits: real data that needs no download (demo default)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class Digits(Dataset):
     name = "digits"
     metric = "top1"
     split_rule = (
-        f"stratified by class with numpy default_rng(seed): {TEST_FRACTION:.0%} of all rows -> test, "
+        f"stratified by class with numpy default_rng(seed): {TEST_FRACTION:.0%} of all rows -> "
+        "test, "
         f"then {VAL_FRACTION:.0%} of the rest (seed + 1) -> val, the remainder -> train"
     )
     _images: np.ndarray | None = field(default=None, init=False, repr=False)
