@@ -4,8 +4,9 @@ Why by hand: Zarr's generic read path copies every chunk twice (file bytes -> ch
 output) and goes through asyncio per chunk; for feature matrices stored with only the ``bytes``
 codec a chunk file *is* the C-order rows, so ``readinto`` a slice of the output is a single copy,
 like ``numpy.load``. Measured on this 2-core machine (benchmarks/extract.py, 98-244 MiB matrices):
-Zarr's own path reached about 0.3x of ``numpy.load``; this path 0.5-1.0x depending on load. Anything that is not exactly that layout (compression,
-filters, big-endian, other chunk grids, remote stores) falls back to Zarr.
+Zarr's own path reached about 0.3x of ``numpy.load``; this path 0.5-1.0x depending on load.
+Anything that is not exactly that layout (compression, filters, big-endian, other chunk grids,
+remote stores) falls back to Zarr.
 """
 
 from __future__ import annotations
