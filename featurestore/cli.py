@@ -141,7 +141,8 @@ def ls(
         return
     t = Table(title=f"{store}: {len(entries)} entries")
     for c in ("checkpoint", "dataset", "splits", "N", "D", "status", "size"):
-        t.add_column(c, justify="right" if c in ("N", "D", "size") else "left")
+        # fold, never truncate: a checkpoint name cut to "efficientnet_…" is useless
+        t.add_column(c, justify="right" if c in ("N", "D", "size") else "left", overflow="fold")
     for e in entries:
         splits = " ".join(f"{k}={v}" for k, v in e.splits.items())
         status = e.status if e.complete else f"[yellow]{e.status}[/yellow]"

@@ -836,11 +836,14 @@ def _solve(
         lo = torch.zeros_like(t)
         hi = torch.full_like(t, math.inf)
         done = torch.zeros_like(t, dtype=torch.bool)
+        best_t, best_df = torch.zeros_like(t), torch.zeros_like(t)
         for k in range(max_ls):
             df_data, d1, d2 = loss.line(dz, t, cols)
             df = df_data + alpha * (t * wd + 0.5 * t * t * dd)
             d1 = d1 + alpha * (wd + t * dd)
             d2 = d2 + alpha * dd
+            better = df < best_df
+            best_t, best_df = torch.where(better, t, best_t), torch.where(better, df, best_df)
             # strong Wolfe conditions; the decrease ``df`` is summed from per-example
             # differences, so Armijo stays meaningful in float32 near the optimum
             done = done | ((df <= c1 * t * g0d_s) & (d1.abs() <= c2 * g0d_s.abs()))
@@ -854,8 +857,12 @@ def _solve(
             fallback = torch.where(torch.isinf(hi), 2 * t, 0.5 * (lo + hi))
             inside = (newton > lo) & (newton < hi) & (d2 > 0)
             t = torch.where(done, t, torch.where(inside, newton, fallback))
-        # columns whose search ran out still move to their last t: on a convex line the
-        # bracket only ever holds points that decrease the objective
+        if not bool(done.all()):
+            # the search ran out for some columns: they take the best point tried (0 if none
+            # decreased the objective), which needs one more elementwise evaluation
+            t = torch.where(done, t, best_t)
+            df_data, _, _ = loss.line(dz, t, cols)
+            df = df_data + alpha * (t * wd + 0.5 * t * t * dd)
         res = loss.accept()
         gdata_new = prob.gdata.clone()
         if cols is None:
