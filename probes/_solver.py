@@ -65,12 +65,16 @@ Dot = Callable[[Tensor, Tensor], Tensor]
 __all__ = [
     "Basis",
     "LBFGSMemory",
+    "Loss",
     "MultinomialLoss",
     "SigmoidLoss",
     "SolveInfo",
     "SquaredHingeLoss",
+    "Threads",
     "as_tensor",
+    "cpu_serial",
     "make_basis",
+    "make_problem",
     "resolve_device",
     "solve",
     "zero_objective",
@@ -258,6 +262,7 @@ class Loss(Protocol):
     """
 
     columnwise: bool
+    scale: float  # typical curvature of the loss (at z = 0), floors the preconditioner
 
     def start(self, z: Tensor) -> Tensor:
         """Cache per-example state at logits ``z``; return the loss (shape [1] or [C])."""
@@ -293,6 +298,7 @@ class MultinomialLoss:
     def __init__(self, y_onehot: Tensor) -> None:
         self.y = y_onehot
         self.n = y_onehot.shape[0]
+        self.scale = 1.0 / y_onehot.shape[1]  # class curvature p(1 - p) at p = 1/C, roughly
 
     @staticmethod
     def _eval(z: Tensor) -> tuple[Tensor, Tensor]:
@@ -390,6 +396,8 @@ class SigmoidLoss(_ColumnwiseLoss):
     """Independent binary logistic losses per column (one-vs-rest / multi-label);
     ``y`` is 0/1. The cache is ``softplus(z)``."""
 
+    scale = 0.25  # second derivative at z = 0
+
     def _cache(self, z: Tensor, y: Tensor) -> Tensor:
         return torch.nn.functional.softplus(z)
 
@@ -418,6 +426,8 @@ class SquaredHingeLoss(_ColumnwiseLoss):
     Once differentiable and piecewise quadratic: the generalised second derivative is
     ``2 [m > 0]``, so the 1-D Newton line search is exact once the active set settles.
     """
+
+    scale = 2.0  # second derivative where the margin is violated
 
     def _cache(self, z: Tensor, y: Tensor) -> Tensor:
         return torch.clamp_min(1 - y * z, 0)
@@ -670,6 +680,10 @@ def _precondition(q: Tensor, var_ext: Tensor, alpha: float, curv: Any, columnwis
     return ((q @ qmat) / denom) @ qmat.T
 
 
+#: Largest change of any logit in a line search's first trial (nats for the logistic losses).
+_MAX_DZ = 20.0
+
+
 def _curvature_model(prob: _Problem, floor: float = 1e-3) -> Any:
     """Data factor of the preconditioner (see :func:`_precondition`), floored at
     ``floor * max`` (per column) so that directions the model thinks are flat (e.g. the
@@ -679,14 +693,18 @@ def _curvature_model(prob: _Problem, floor: float = 1e-3) -> Any:
     every 10 iterations; the joint model costs ``N C^2`` and a ``C x C`` eigen-solve.
     """
     loss = prob.loss
+    # the floor never falls below floor^2 of the curvature at theta = 0 (``loss.scale``):
+    # on separable data the fitted curvature vanishes and the model would divide by ~0
     if loss.columnwise:
         w = loss.weights()
         with prob.threads.gemm(prob.flops):
             diag = torch.cat([prob.basis.feats.pow(2).T @ w, w.sum(0, keepdim=True)]) / loss.n
-        return torch.clamp_min(diag, floor * diag.amax(0, keepdim=True).clamp_min(1e-30))
+        ref = torch.cat([prob.basis.var, prob.basis.var.new_ones(1)])[:, None] * loss.scale
+        return torch.maximum(diag, floor * torch.maximum(diag.amax(0, keepdim=True),
+                                                         floor * ref))
     c = loss.curvature()
     a, qmat = torch.linalg.eigh(c.double())
-    a = torch.clamp_min(a, floor * a.max().clamp_min(1e-30))
+    a = torch.clamp_min(a, floor * max(float(a.max()), floor * loss.scale))
     return a.to(c.dtype), qmat.to(c.dtype)
 
 
@@ -752,6 +770,11 @@ def solve(
 
     Also stops a column when one step decreases the objective by less than ``ftol`` times
     its value (float32 cannot resolve more), or after ``max_iter`` iterations.
+
+    Line search: strong Wolfe conditions (``c1``, ``c2``) found by a safeguarded 1-D
+    Newton method along the logits (at most ``max_ls`` elementwise trials); the first trial
+    moves no logit by more than ``_MAX_DZ``, and a search that runs out takes the best
+    point it tried (no move if none decreased the objective).
     """
     with prob.threads.serial():
         return _solve(prob, memory, alpha, rtol, f_floor, max_iter, ftol, c1, c2, max_ls)
@@ -832,7 +855,11 @@ def _solve(
         w = prob.theta[:-1] if cols is None else prob.theta[:-1, cols]
         dw = dsub[:-1]
         wd, dd = dot(w, dw), dot(dw, dw)
-        t = torch.ones_like(g0d_s)
+        # first trial: the quasi-Newton step, but moving no logit by more than _MAX_DZ
+        # (from a cold start on separable data the model step can be enormous; float32
+        # softmax/sigmoid saturate and the gradient information vanishes)
+        dz_max = dz.abs().amax(0) if columnwise else dz.abs().amax().reshape(1)
+        t = torch.clamp(_MAX_DZ / dz_max.clamp_min(1e-30), max=1.0)
         lo = torch.zeros_like(t)
         hi = torch.full_like(t, math.inf)
         done = torch.zeros_like(t, dtype=torch.bool)
@@ -905,11 +932,6 @@ def zero_objective(basis: Basis, loss: Loss, n_cols: int) -> Tensor:
     return loss.start(z0)
 
 
-# --------------------------------------------------------------------------------------
-# Path driver
-# --------------------------------------------------------------------------------------
-
-
 def make_problem(basis: Basis, loss: Loss, theta0: Tensor) -> _Problem:
-    """Bundle features, loss and a starting point (public alias for the estimators)."""
+    """Bundle features, loss and a starting point; reuse it across a path's solves."""
     return _Problem(basis, loss, theta0)

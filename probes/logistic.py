@@ -132,7 +132,7 @@ def logistic_path(
     y_train: ArrayLike,
     X_val: ArrayLike,
     y_val: ArrayLike,
-    lambdas: ArrayLike | None = None,
+    lambdas: ArrayLike | None = DEFAULT_LAMBDAS,
     metric: str = "top1",
     device: str = "auto",
     *,
@@ -141,8 +141,8 @@ def logistic_path(
     dtype: str = "float32",
     keep_state: bool = False,
 ) -> PathResult:
-    """The paper's path: fit at every ``lam`` (default ``np.logspace(-6, 5, 45)``) on the
-    train split with warm starts, score ``metric`` on the val split.
+    """The paper's path: fit at every ``lam`` (default ``np.logspace(-6, 5, 45)``; ``None``
+    means the same) on the train split with warm starts, score ``metric`` on the val split.
 
     Traversal: from the strongest regularisation (largest ``lam``) to the weakest, each
     problem warm-started from the previous solution and keeping the L-BFGS curvature

@@ -90,7 +90,7 @@ def svm_path(
     y_train: ArrayLike,
     X_val: ArrayLike,
     y_val: ArrayLike,
-    Cs: ArrayLike | None = None,
+    Cs: ArrayLike | None = DEFAULT_CS,
     metric: str = "top1",
     device: str = "auto",
     *,
@@ -99,9 +99,10 @@ def svm_path(
     dtype: str = "float32",
     keep_state: bool = False,
 ) -> PathResult:
-    """Fit at every ``C`` (default ``np.logspace(-3, 2, 26)``) on train with warm starts,
-    from the smallest ``C`` (strongest regularisation, where ``w = 0`` is nearly right)
-    upwards, keeping the L-BFGS memory; score ``metric`` on val. Every point is solved.
+    """Fit at every ``C`` (default ``np.logspace(-3, 2, 26)``; ``None`` means the same) on
+    train with warm starts, from the smallest ``C`` (strongest regularisation, where
+    ``w = 0`` is nearly right) upwards, keeping the L-BFGS memory; score ``metric`` on val.
+    Every point is solved.
 
     Returns a :class:`~probes._estimator.PathResult` (curve in grid order, best ``C`` with
     ties going to the smaller ``C``, and a fitted :class:`SVMProbe` at it);
