@@ -219,17 +219,35 @@ class FeatureStore:
         """Features ``X`` (float32 [N, D]) and labels ``y`` of one split as numpy arrays."""
         info = self.entry(ckpt, dataset)
         parts = self._split_names(info, split)
-        xs = [self._read_all(f"{ckpt}/{dataset}/{s}/features") for s in parts]
-        ys = [self._read_all(f"{ckpt}/{dataset}/{s}/labels") for s in parts]
-        return (xs[0], ys[0]) if len(parts) == 1 else (np.concatenate(xs), np.concatenate(ys))
+        base = f"{ckpt}/{dataset}"
+        return (self._read_rows([f"{base}/{s}/features" for s in parts]),
+                self._read_rows([f"{base}/{s}/labels" for s in parts]))
 
-    def _read_all(self, path: str) -> np.ndarray:
-        """A whole array; local uncompressed row-chunked arrays take the single-copy fast path."""
-        array = self.root[path]
-        assert isinstance(array, zarr.Array)
-        if self.local_root is not None and chunkio.fast_path_ok(array):
-            return chunkio.read_rows(array, self.local_root / path)
-        return np.asarray(array[...])
+    def _read_rows(self, paths: list[str]) -> np.ndarray:
+        """The arrays at ``paths`` stacked along rows, each written once into the result.
+
+        Local uncompressed row-chunked arrays take the single-copy fast path
+        (:mod:`featurestore.chunkio`); anything else is read by Zarr.
+        """
+        arrays = [self.root[p] for p in paths]
+        assert all(isinstance(a, zarr.Array) for a in arrays)
+        if len(arrays) == 1:
+            first = arrays[0]
+            out = chunkio.empty_aligned(first.shape, first.dtype)
+        else:
+            n = sum(a.shape[0] for a in arrays)
+            out = chunkio.empty_aligned((n, *arrays[0].shape[1:]),
+                                        np.result_type(*(a.dtype for a in arrays)))
+        start = 0
+        for path, array in zip(paths, arrays, strict=True):
+            part = out[start:start + array.shape[0]]
+            if (self.local_root is not None and chunkio.fast_path_ok(array)
+                    and part.dtype == array.dtype):
+                chunkio.read_rows(array, self.local_root / path, out=part)
+            else:
+                part[...] = np.asarray(array[...])
+            start += array.shape[0]
+        return out
 
     def load_ids(self, ckpt: str, dataset: str, split: str) -> list[str]:
         info = self.entry(ckpt, dataset)
@@ -382,6 +400,7 @@ class EntryWriter:
                 shape=(p.n, *p.label_shape),
                 chunks=(p.chunk_rows, *p.label_shape),
                 dtype="uint8" if p.label_shape else "int32",
+                compressors=None,  # tiny, and uncompressed they take the same fast read path
                 dimension_names=("sample", "label_index")[: 1 + len(p.label_shape)],
             )
             g.create_array("ids", shape=(p.n,), chunks=(p.chunk_rows,), dtype=str)
