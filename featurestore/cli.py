@@ -140,11 +140,15 @@ def ls(
         out.print_json(json.dumps([e.as_dict() for e in entries]))
         return
     t = Table(title=f"{store}: {len(entries)} entries")
+    # names are kept whole where the terminal allows (a checkpoint cut to "efficientnet_l" is
+    # useless) and folded, never truncated, where it does not; one split per line keeps the
+    # table within 80 columns
+    name_width = min(40, max((len(e.ckpt) for e in entries), default=10))
     for c in ("checkpoint", "dataset", "splits", "N", "D", "status", "size"):
-        # fold, never truncate: a checkpoint name cut to "efficientnet_…" is useless
-        t.add_column(c, justify="right" if c in ("N", "D", "size") else "left", overflow="fold")
+        t.add_column(c, justify="right" if c in ("N", "D", "size") else "left", overflow="fold",
+                     min_width=name_width if c == "checkpoint" else None)
     for e in entries:
-        splits = " ".join(f"{k}={v}" for k, v in e.splits.items())
+        splits = "\n".join(f"{k}={v}" for k, v in e.splits.items())
         status = e.status if e.complete else f"[yellow]{e.status}[/yellow]"
         t.add_row(e.ckpt, e.dataset, splits, str(sum(e.splits.values())), str(e.feature_dim),
                   status, _human(e.nbytes))
