@@ -304,6 +304,7 @@ def _check_metric(metric: str, mode: Mode) -> None:
         )
 
 
+@S.cpu_serial()  # a @contextmanager also decorates: each call runs on one CPU thread
 def fit_path(
     template: LinearProbeBase,
     param_name: str,
@@ -337,24 +338,6 @@ def fit_path(
     so that :func:`refit_train_val` can skip the refit's eigen-decomposition and rotation;
     off by default because it holds a copy of the features in memory.
     """
-    with S.cpu_serial():
-        return _fit_path(template, param_name, est_param, params, X_train, y_train, X_val,
-                         y_val, metric, strength, keep_state)
-
-
-def _fit_path(
-    template: LinearProbeBase,
-    param_name: str,
-    est_param: str,
-    params: Sequence[float] | np.ndarray,
-    X_train: Any,
-    y_train: Any,
-    X_val: Any,
-    y_val: Any,
-    metric: str,
-    strength: Any,
-    keep_state: bool,
-) -> PathResult:
     t0 = time.perf_counter()
     est = template
     params = np.asarray(params, dtype=np.float64).ravel()
