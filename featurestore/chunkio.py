@@ -76,11 +76,13 @@ def fast_path_ok(array: zarr.Array) -> bool:
 
 
 def read_rows(array: zarr.Array, local_dir: Path, out: np.ndarray | None = None,
-              threads: int | None = None) -> np.ndarray:
+              parallel: bool | None = None) -> np.ndarray:
     """All rows of ``array`` (stored under ``local_dir``) via one ``readinto`` per chunk file.
 
     ``out`` (C-contiguous, the array's shape and dtype) receives the rows when given, so that
     callers stacking several arrays (train + val) write each once into its final place.
+    ``parallel`` reads the chunks on the process's reader pool; by default only when
+    :func:`default_threads` is above 1.
     Missing chunk files (never written) come back as the array's fill value, as in Zarr.
     """
     n = array.shape[0]
@@ -105,7 +107,9 @@ def read_rows(array: zarr.Array, local_dir: Path, out: np.ndarray | None = None,
         if got != (stop - start) * row_bytes:
             raise OSError(f"short chunk file {local_dir / key}: {got} bytes")
 
-    if (threads or default_threads()) > 1 and n_chunks > 1:
+    if parallel is None:
+        parallel = default_threads() > 1
+    if parallel and n_chunks > 1:
         list(_executor().map(load, range(n_chunks)))
     else:
         for k in range(n_chunks):

@@ -231,21 +231,19 @@ class FeatureStore:
         """
         arrays = [self.root[p] for p in paths]
         assert all(isinstance(a, zarr.Array) for a in arrays)
-        if len(arrays) == 1:
-            first = arrays[0]
-            out = chunkio.empty_aligned(first.shape, first.dtype)
-        else:
-            n = sum(a.shape[0] for a in arrays)
-            out = chunkio.empty_aligned((n, *arrays[0].shape[1:]),
-                                        np.result_type(*(a.dtype for a in arrays)))
+        fast = [self.local_root is not None and chunkio.fast_path_ok(a) for a in arrays]
+        if len(arrays) == 1 and not fast[0]:
+            return np.asarray(arrays[0][...])  # Zarr's result is already the answer: no copy
+        n = sum(a.shape[0] for a in arrays)
+        out = chunkio.empty_aligned((n, *arrays[0].shape[1:]),
+                                    np.result_type(*(a.dtype for a in arrays)))
         start = 0
-        for path, array in zip(paths, arrays, strict=True):
+        for path, array, is_fast in zip(paths, arrays, fast, strict=True):
             part = out[start:start + array.shape[0]]
-            if (self.local_root is not None and chunkio.fast_path_ok(array)
-                    and part.dtype == array.dtype):
+            if is_fast and part.dtype == array.dtype:
                 chunkio.read_rows(array, self.local_root / path, out=part)
             else:
-                part[...] = np.asarray(array[...])
+                part[...] = array[...]
             start += array.shape[0]
         return out
 
