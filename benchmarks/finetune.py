@@ -2,7 +2,7 @@
 
 Runs the real job (:func:`probes.finetune.run_finetune`: one grid point trained on train, scored
 on val with both crops, retrained on train+val, scored on test) for a real ImageNet checkpoint on a
-real dataset, then, when :mod:`probes.protocol` is installed, extracts features into the same store
+real dataset, then, when :mod:`probes.linear.protocol` is installed, extracts features into the same store
 and runs the logistic probe (Appendix A.4) so the two test accuracies sit side by side.
 
 Reported: training steps/s and images/s (training loop only: data loading, forward, backward,
@@ -20,7 +20,7 @@ On a GPU, raise ``--steps`` / ``--batch-size``.
         [--force]
 
 With ``--store`` the results persist: a rerun reuses the finished fine-tune (its row is in the
-table) and only adds what is missing (e.g. the probe once :mod:`probes.protocol` exists).
+table) and only adds what is missing (e.g. the probe once :mod:`probes.linear.protocol` exists).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 
 def run_finetune_bench(args: argparse.Namespace, store_url: str) -> dict[str, Any]:
     from featurestore.store import FeatureStore
-    from probes.finetune import FinetuneConfig, run_finetune
+    from probes.finetune.run import FinetuneConfig, run_finetune
 
     config = FinetuneConfig(
         setting="finetune",
@@ -77,12 +77,12 @@ def run_finetune_bench(args: argparse.Namespace, store_url: str) -> dict[str, An
 
 
 def run_probe_bench(args: argparse.Namespace, store_url: str) -> dict[str, Any]:
-    if importlib.util.find_spec("probes.protocol") is None:
-        return {"status": "probes.protocol not installed yet"}
+    if importlib.util.find_spec("probes.linear.protocol") is None:
+        return {"status": "probes.linear.protocol not installed yet"}
     from featurestore.datasets import get_dataset
     from featurestore.extract import extract_entry
     from featurestore.store import FeatureStore
-    from probes.sweep import run_probe
+    from probes.linear.sweep import run_probe
 
     store = FeatureStore(store_url)
     t0 = time.perf_counter()

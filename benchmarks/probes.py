@@ -5,7 +5,7 @@
 
 For each problem and solver this runs, on the same synthetic CNN-like features:
 
-- ours: :func:`probes.protocol.run_protocol` -- the whole path on train (45 lambdas for
+- ours: :func:`probes.linear.protocol.run_protocol` -- the whole path on train (45 lambdas for
   logistic regression, 26 Cs for the SVM), pick on val, refit on train+val, score test;
 - scikit-learn: the same protocol by hand. Logistic: ``LogisticRegression(solver="lbfgs",
   warm_start=True)`` stepping ``C = 1 / (2 lambda)`` through the same grid from the
@@ -41,9 +41,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from probes.logistic import DEFAULT_LAMBDAS
-from probes.protocol import run_protocol
-from probes.svm import DEFAULT_CS
+from probes.linear.logistic import DEFAULT_LAMBDAS
+from probes.linear.protocol import run_protocol
+from probes.linear.svm import DEFAULT_CS
 
 
 @dataclass(frozen=True)

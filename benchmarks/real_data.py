@@ -31,7 +31,7 @@ def main() -> None:
     from featurestore.datasets import get_dataset
     from featurestore.extract import extract_entry
     from featurestore.store import FeatureStore
-    from probes.sweep import run_probe
+    from probes.linear.sweep import run_probe
 
     fs = FeatureStore(a.store)
     rows = []

@@ -72,3 +72,7 @@ class EntryBusyError(FeatureStoreError):
 
 class StoreFormatError(FeatureStoreError):
     """Store content that does not follow the featurestore layout (or a newer format version)."""
+
+
+class DeviceError(FeatureStoreError, ValueError):
+    """A ``--device`` that does not exist or is not available here (``cuda`` without CUDA)."""

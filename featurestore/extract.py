@@ -27,22 +27,15 @@ from torch.utils.data import Dataset as TorchDataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
-from featurestore.checkpoints import LoadedCheckpoint, load_checkpoint
+from featurestore.checkpoints import LoadedCheckpoint, load_checkpoint, penultimate_features
 from featurestore.datasets import Dataset
+from featurestore.device import resolve_device
 from featurestore.errors import CorruptImageError
 from featurestore.store import EntryWriter, FeatureStore, SplitPlan
 
 DEFAULT_BATCH_SIZE = 64
 #: Row chunk = this many batches: the unit of resumption and of Zarr storage.
 BATCHES_PER_CHUNK = 16
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device} requested but CUDA is not available here")
-    return torch.device(device)
 
 
 def preprocess_transform(ckpt: LoadedCheckpoint) -> T.Compose:
@@ -261,7 +254,7 @@ def _run_split(
             x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
             x = (x.float() - mean) / std
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                f = _features(model, x)
+                f = penultimate_features(model, x)
             buf.append(f.float().cpu().numpy())
             filled += len(rows)
             bar.update(len(rows))
@@ -272,7 +265,3 @@ def _run_split(
                 k = next(chunks, -1)
     bar.close()
     return total
-
-
-def _features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model.forward_head(model.forward_features(x), pre_logits=True)

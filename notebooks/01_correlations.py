@@ -28,8 +28,8 @@ import os
 
 from IPython.display import Markdown, display
 
-from probes import figures as F
-from probes import tables as T
+from probes.analysis import figures as F
+from probes.analysis import tables as T
 
 # %% tags=["parameters"]
 STORE_URL = os.environ.get("FEATURESTORE_URL", "./featurestore.zarr")

@@ -21,14 +21,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "LogisticProbe": "probes.logistic",
-    "logistic_path": "probes.logistic",
-    "SVMProbe": "probes.svm",
-    "svm_path": "probes.svm",
-    "run_protocol": "probes.protocol",
-    "ProtocolResult": "probes.protocol",
-    "run_finetune": "probes.finetune",
-    "FinetuneConfig": "probes.finetune_config",
+    "LogisticProbe": "probes.linear.logistic",
+    "logistic_path": "probes.linear.logistic",
+    "SVMProbe": "probes.linear.svm",
+    "svm_path": "probes.linear.svm",
+    "run_protocol": "probes.linear.protocol",
+    "ProtocolResult": "probes.linear.protocol",
+    "run_finetune": "probes.finetune.run",
+    "FinetuneConfig": "probes.finetune.config",
 }
 
 

@@ -6,7 +6,7 @@ Conventions used throughout:
   analysed after the logit transform, because the paper treats model and dataset effects as
   additive in log odds (Section 3): a 1% gain means something different at 50% than at 99%.
 * A *table* is a ``pandas.DataFrame`` with one row per model and one column per dataset (the
-  layout of the paper's Table 6; see :mod:`probes.paper`). ImageNet top-1 is a ``pandas.Series``
+  layout of the paper's Table 6; see :mod:`probes.analysis.paper`). ImageNet top-1 is a ``pandas.Series``
   indexed by model.
 * Functions that relate ImageNet accuracy to a table align the two on their common models.
 * Results with several numbers are plain dicts, so that they drop straight into a DataFrame row.
@@ -255,20 +255,12 @@ def mcnemar_exact(correct_a: Any, correct_b: Any) -> float:
 
 def _resolve_metric(metric: str | Metric) -> tuple[str | None, Metric | None]:
     """(fast-path name, callable). Named linear metrics get a vectorised fast path; other names are
-    looked up in :mod:`probes.metrics` (imported lazily so this module works on its own)."""
+    looked up in :mod:`probes.metrics`."""
     if callable(metric):
         return None, metric
     if metric in ("top1", "mean_per_class", "label_accuracy"):
         return metric, None
-    try:
-        from probes import metrics as _metrics  # optional sibling module
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("probes.metrics", "probes"):
-            raise  # probes.metrics exists but one of its own imports is missing
-        raise ValueError(
-            f"unknown metric {metric!r}: pass a callable (y_true, pred) -> float, or one of "
-            "'top1', 'mean_per_class', 'label_accuracy'"
-        ) from exc
+    from probes import metrics as _metrics  # lazily: probes.metrics is not needed otherwise
 
     def _named(y_true: np.ndarray, pred: np.ndarray) -> float:
         return float(_metrics.score(metric, y_true, pred))

@@ -6,6 +6,7 @@ from featurestore.checkpoints.loading import (
     RANDOM,
     LoadedCheckpoint,
     load_checkpoint,
+    penultimate_features,
     read_weights_file,
     sha256_file,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "LoadedCheckpoint",
     "expand_checkpoints",
     "load_checkpoint",
+    "penultimate_features",
     "read_weights_file",
     "register",
     "resolve",

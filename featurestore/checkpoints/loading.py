@@ -24,6 +24,13 @@ from featurestore.errors import WeightsMismatchError, WeightsUnavailableError
 RANDOM = "random"
 
 
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Penultimate-layer activations, the paper's fixed features: timm's
+    ``forward_head(forward_features(x), pre_logits=True)``. Extraction and the frozen-backbone
+    jobs of fine-tuning both call this, so "the features" mean one thing."""
+    return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
 @dataclass
 class LoadedCheckpoint:
     """A ready model plus the facts provenance records about it."""
@@ -41,9 +48,8 @@ class LoadedCheckpoint:
         return int(h), int(w)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate-layer activations (timm ``forward_head(..., pre_logits=True)``)."""
-        m = self.model
-        return m.forward_head(m.forward_features(x), pre_logits=True)
+        """Penultimate-layer activations of this checkpoint (:func:`penultimate_features`)."""
+        return penultimate_features(self.model, x)
 
     def provenance(self) -> dict[str, Any]:
         import timm

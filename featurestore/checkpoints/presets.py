@@ -7,7 +7,7 @@ the same architecture, so each entry says which one and carries all three of Tab
 numbers in ``extra`` (fractions): ``top1_paper`` (original publication; None for ResNet-152),
 ``top1_public`` (the TF-Slim / Keras checkpoint the paper evaluated in Appendix B) and
 ``top1_retrained`` (the x-axis of the paper's main results). ``extra["paper_model"]`` is the
-Table 3 key (``probes.paper``), which is also the entry's name.
+Table 3 key (``probes.analysis.paper``), which is also the entry's name.
 
 ``imagenet_top1`` is the loaded checkpoint's own ImageNet top-1, as timm reports it (source in
 ``top1_source``); for the three networks with no public equivalent in timm (Inception v1,

@@ -42,12 +42,6 @@ REGISTRY.update(
 PRESETS: dict[str, list[str]] = {"paper12": list(PAPER12)}
 
 
-def register(cls: type[Dataset]) -> type[Dataset]:
-    """Class decorator adding a loader to the registry under ``cls.name``."""
-    REGISTRY[cls.name] = cls
-    return cls
-
-
 def expand_datasets(names: list[str]) -> list[str]:
     """Expand preset names, keep order, drop duplicates."""
     out: list[str] = []
@@ -82,7 +76,6 @@ __all__ = [
     "SplitData",
     "REGISTRY",
     "PRESETS",
-    "register",
     "get_dataset",
     "expand_datasets",
     "open_image",

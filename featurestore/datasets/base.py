@@ -23,7 +23,6 @@ from PIL import Image, UnidentifiedImageError
 from featurestore.errors import CorruptImageError, DatasetRootError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-METRICS: tuple[str, ...] = ("top1", "mean_per_class", "voc11_map")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,302 @@
+"""``featurestore report``: run the analysis notebooks against a store and write standalone HTML.
+
+The notebooks live in the repository's ``notebooks/`` folder as jupytext percent files
+(``NN_name.py``); they are the source of truth, and ``.ipynb`` files are only ever generated.
+For each notebook this module
+
+1. reads it with jupytext and **injects the store URL**: a code cell ``STORE_URL = "<url>"``
+   tagged ``injected-parameters`` right after the cell tagged ``parameters`` (papermill's
+   convention, so the value is visible in the report). The kernel also gets the URL in the
+   ``FEATURESTORE_URL`` environment variable, which is what the notebooks' parameters cell
+   reads when a person runs them by hand (``FEATURESTORE_URL=s3://... jupyter lab``);
+2. executes it headless with nbclient (kernel ``python3`` of this interpreter, over private
+   Unix sockets on POSIX; working directory ``out_dir``), two notebooks at a time, so a
+   failing cell shows its traceback in the page;
+3. converts every plotly output (``application/vnd.plotly.v1+json``, the renderer
+   :func:`probes.analysis.figures.show` emits) into an HTML ``<div>`` drawn by
+   ``Plotly.newPlot``, and exports the page with nbconvert's lab template altered to **inline
+   plotly.js once in the page head** and to drop the template's CDN scripts (require.js,
+   MathJax, mermaid). The pages therefore render, interactively, with no network;
+4. writes ``<name>.html`` and the executed ``<name>.ipynb`` into ``out_dir``, plus an
+   ``index.html`` linking them.
+
+Local store paths are made absolute before injection, because the kernel runs in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from featurestore.errors import FeatureStoreError
+from featurestore.store.backends import backend_for
+
+__all__ = [
+    "NOTEBOOKS_DIR",
+    "STORE_ENV",
+    "NotebookRun",
+    "ReportError",
+    "execute_notebook",
+    "inject_store_url",
+    "notebook_html",
+    "notebook_paths",
+    "report",
+]
+
+#: The repository's notebooks (found relative to this file: a source checkout or editable install).
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+#: Environment variable the notebooks read their store URL from.
+STORE_ENV = "FEATURESTORE_URL"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+KERNEL = "python3"
+DEFAULT_TIMEOUT = 600
+
+_TEMPLATE_NAME = "featurestore_report.html.j2"
+# The lab template, with plotly.js inlined where require.js was and the CDN-only scripts
+# (MathJax, mermaid) removed: nothing in the page needs the network.
+_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}
+<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: 'local'};</script>
+<script type="text/javascript">{{ resources.plotly_js }}</script>
+{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
+class ReportError(FeatureStoreError):
+    """One or more notebooks failed; their pages (with the traceback) were still written."""
+
+    def __init__(self, failures: dict[str, str], paths: list[Path]) -> None:
+        self.failures = failures
+        self.paths = paths
+        lines = "; ".join(f"{name}: {err}" for name, err in failures.items())
+        super().__init__(f"{len(failures)} notebook(s) failed ({lines}); see their HTML pages")
+
+
+@dataclass
+class NotebookRun:
+    """Outcome of one notebook: where its page is and the error, if a cell failed."""
+
+    name: str
+    title: str
+    html_path: Path
+    ipynb_path: Path
+    seconds: float
+    error: str | None = None
+
+
+def notebook_paths(directory: Path | None = None) -> list[Path]:
+    """The report's notebooks, ``NN_*.py`` in name order."""
+    folder = NOTEBOOKS_DIR if directory is None else Path(directory)
+    paths = sorted(folder.glob("[0-9][0-9]_*.py"))
+    if not paths:
+        raise FileNotFoundError(
+            f"no notebooks (NN_*.py) in {folder}: they ship with the source repository, so run "
+            "`featurestore report` from a checkout or an editable install (pip install -e .)"
+        )
+    return paths
+
+
+def _absolute_url(store_url: str) -> str:
+    """Local paths made absolute (the kernel runs elsewhere); other URLs unchanged."""
+    root = backend_for(store_url).local_root
+    return str(root) if root is not None else store_url
+
+
+def inject_store_url(nb: Any, store_url: str) -> Any:
+    """Insert ``STORE_URL = <url>`` after the ``parameters`` cell (at the top when none).
+
+    Any previously injected cell is replaced, so re-running a notebook object is idempotent.
+    """
+    import nbformat
+
+    cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    cell = nbformat.v4.new_code_cell(
+        f"# Injected by featurestore report\nSTORE_URL = {store_url!r}",
+        metadata={"tags": ["injected-parameters"]},
+    )
+    where = next(
+        (i + 1 for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), 0
+    )
+    cells.insert(where, cell)
+    nb.cells = cells
+    return nb
+
+
+def _title(nb: Any, fallback: str) -> str:
+    """The first markdown heading, which each notebook opens with."""
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            for line in c.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return fallback
+
+
+def execute_notebook(
+    path: Path, store_url: str, cwd: Path, timeout: int = DEFAULT_TIMEOUT
+) -> tuple[Any, str | None]:
+    """Read a jupytext notebook, inject the store URL, execute it headless.
+
+    Returns ``(notebook, error)``: on a failing cell, a cell running past ``timeout`` seconds or
+    a dead kernel, the partially executed notebook (a failing cell's traceback is in its
+    outputs) and a one-line error; otherwise ``None``.
+    """
+    import jupytext
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    url = _absolute_url(store_url)
+    nb = inject_store_url(jupytext.read(path), url)
+    env = {**os.environ, STORE_ENV: url}
+    with tempfile.TemporaryDirectory(prefix="fs-kernel-") as sockets:
+        try:
+            _client(nb, cwd, timeout, sockets).execute(env=env)
+        except CellExecutionError as exc:
+            last = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+            return nb, (last[-1] if last else type(exc).__name__)
+        except (CellTimeoutError, DeadKernelError) as exc:  # one stuck notebook must not sink all
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return nb, f"{type(exc).__name__}: {first}"
+    return nb, None
+
+
+def _client(nb: Any, cwd: Path, timeout: int, sockets: str) -> Any:
+    """An nbclient client whose kernel talks over Unix sockets in ``sockets`` where possible.
+
+    IPC rather than TCP: the kernel is local, TCP kernels are reachable by every user of the
+    machine (ipykernel warns about it on each start), and a private socket folder per notebook
+    keeps concurrently running kernels from picking the same socket names.
+    """
+    from nbclient import NotebookClient
+
+    km = None
+    if os.name == "posix":
+        from jupyter_client.manager import AsyncKernelManager
+
+        km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc",
+                                ip=os.path.join(sockets, "kernel"))
+    return NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL,
+                          resources={"metadata": {"path": str(cwd)}})
+
+
+def _plotly_to_html(nb: Any) -> Any:
+    """Give every plotly MIME output a ``text/html`` rendering (a div plus ``Plotly.newPlot``,
+    no plotly.js: the page head carries it once). Div ids are derived from the cell position
+    so that re-rendering the same notebook gives the same HTML."""
+    import plotly.io as pio
+
+    for ci, cell in enumerate(nb.cells):
+        for oi, out in enumerate(cell.get("outputs", [])):
+            data = out.get("data", {})
+            if PLOTLY_MIME not in data:
+                continue
+            fig = dict(data[PLOTLY_MIME])
+            height = (fig.get("layout") or {}).get("height") or 525
+            data["text/html"] = pio.to_html(
+                fig,
+                include_plotlyjs=False,
+                include_mathjax=False,
+                full_html=False,
+                div_id=f"figure-{ci}-{oi}",
+                default_width="100%",
+                default_height=height,
+                config={"responsive": True, "displaylogo": False},
+                validate=False,
+            )
+    return nb
+
+
+def notebook_html(nb: Any, title: str) -> str:
+    """A standalone HTML page for an executed notebook, plotly.js inlined (module docs)."""
+    import copy
+
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+    from plotly.offline import get_plotlyjs
+
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
+        template_file=_TEMPLATE_NAME,
+    )
+    body, _ = exporter.from_notebook_node(
+        _plotly_to_html(copy.deepcopy(nb)),
+        resources={"metadata": {"name": title}, "plotly_js": get_plotlyjs()},
+    )
+    return body
+
+
+def _run_one(path: Path, store_url: str, out_dir: Path, timeout: int) -> NotebookRun:
+    import nbformat
+
+    t0 = time.perf_counter()
+    nb, error = execute_notebook(path, store_url, out_dir, timeout)
+    title = _title(nb, path.stem)
+    html_path, ipynb_path = out_dir / f"{path.stem}.html", out_dir / f"{path.stem}.ipynb"
+    nbformat.write(nb, ipynb_path)
+    html_path.write_text(notebook_html(nb, title), encoding="utf-8")
+    return NotebookRun(path.stem, title, html_path, ipynb_path, time.perf_counter() - t0, error)
+
+
+def _index_html(runs: Sequence[NotebookRun], store_url: str) -> str:
+    from featurestore import __version__
+
+    items = "\n".join(
+        f'<li><a href="{html.escape(r.html_path.name)}">{html.escape(r.title)}</a> '
+        f"<small>({r.seconds:.1f} s"
+        + (f'; <span class="err">failed: {html.escape(r.error)}</span>' if r.error else "")
+        + ")</small></li>"
+        for r in runs
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>featurestore report</title>
+<style>body{{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.5}}
+.err{{color:#b00}} code{{background:#f4f4f4;padding:0 .2em}}</style></head>
+<body><h1>featurestore report</h1>
+<p>Store: <code>{html.escape(store_url)}</code><br>
+Generated {html.escape(time.strftime("%Y-%m-%d %H:%M:%S %z"))} by featurestore {__version__}.
+Each page is self-contained (plotly.js inlined) and works offline.</p>
+<ol>
+{items}
+</ol>
+<p>Reproducing: Kornblith, Shlens &amp; Le, <i>Do Better ImageNet Models Transfer Better?</i>
+(CVPR 2019). Settings without store results fall back to the paper's published tables.</p>
+</body></html>
+"""
+
+
+def report(
+    store_url: str,
+    out_dir: Path,
+    notebooks: Sequence[Path] | None = None,
+    timeout: int = DEFAULT_TIMEOUT,
+    jobs: int | None = None,
+) -> list[Path]:
+    """Execute the notebooks against ``store_url`` and write the HTML report into ``out_dir``.
+
+    Returns the written pages, ``index.html`` first, then one page per notebook (the executed
+    ``.ipynb`` files sit beside them). ``jobs`` notebooks run at once (default: 2, or 1 on a
+    single core): each has its own kernel, and kernel start-up dominates short notebooks.
+    Raises :class:`ReportError` after writing everything if any notebook failed.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = list(notebooks) if notebooks is not None else notebook_paths()
+    workers = jobs if jobs is not None else min(2, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        runs = list(pool.map(lambda p: _run_one(Path(p), store_url, out_dir, timeout), paths))
+    index = out_dir / "index.html"
+    index.write_text(_index_html(runs, store_url), encoding="utf-8")
+    written = [index, *(r.html_path for r in runs)]
+    failures = {r.name: r.error for r in runs if r.error}
+    if failures:
+        raise ReportError(failures, written)
+    return written

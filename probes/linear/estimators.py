@@ -1,0 +1,455 @@
+"""scikit-learn plumbing shared by :class:`~probes.linear.logistic.LogisticProbe` and
+:class:`~probes.linear.svm.SVMProbe`, and the generic warm-started regularisation path.
+
+The estimators differ only in the loss, in how the hyperparameter maps to the solver's
+mean-scaled L2 coefficient ``alpha`` and in the SVM's per-example L2 normalisation, so
+everything else (validation, label encoding, multi-label handling, prediction, the path)
+lives here once.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from featurestore.device import resolve_device
+from probes import metrics as M
+from probes.errors import ProbeInputError
+from probes.linear import solver as S
+
+__all__ = ["LinearProbeBase", "PathResult", "fit_path", "refit_train_val"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Absolute floor of the stopping rule, as a fraction of the objective at ``theta = 0``:
+#: on (nearly) separable data the loss tends to 0 and a purely relative rule would chase it.
+_FLOOR = 1e-2
+Mode = Literal["multiclass", "binary", "multilabel"]
+
+
+def _l2_normalise_np(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, np.finfo(x.dtype).tiny)
+
+
+def _l2_normalise_t(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+class LinearProbeBase(ClassifierMixin, BaseEstimator):
+    """Base class: subclasses set ``_normalise`` and implement ``_alpha`` / ``_make_loss``."""
+
+    _normalise: bool = False
+
+    # ---- subclass hooks -------------------------------------------------------------
+    def _alpha(self, n: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _make_loss(self, mode: Mode, targets: torch.Tensor) -> S.Loss:  # pragma: no cover
+        raise NotImplementedError
+
+    # ---- validation -----------------------------------------------------------------
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    def _check_params(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ProbeInputError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if not (self.tol > 0):
+            raise ProbeInputError(f"tol must be > 0, got {self.tol!r}")
+        if int(self.max_iter) < 1:
+            raise ProbeInputError(f"max_iter must be >= 1, got {self.max_iter!r}")
+
+    def _validate_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, Mode]:
+        """Validate and encode; every problem surfaces as :class:`ProbeInputError`."""
+        try:
+            X, y = validate_data(
+                self, X, y, dtype=[np.float32, np.float64], multi_output=True,
+                ensure_min_samples=1,
+            )
+            if y.ndim == 2 and y.shape[1] == 1:
+                warnings.warn(
+                    "A column-vector y was passed when a 1d array was expected; using y.ravel().",
+                    DataConversionWarning,
+                    stacklevel=3,
+                )
+                y = y.ravel()
+            check_classification_targets(y)
+        except ProbeInputError:
+            raise
+        except ValueError as exc:  # mirror sklearn's wording (its checks match on it)
+            raise ProbeInputError(str(exc)) from exc
+        kind = type_of_target(y)
+        if kind == "multilabel-indicator":
+            y_int = np.asarray(y).astype(np.int64)
+            bad = np.flatnonzero(y_int.min(axis=0) == y_int.max(axis=0))
+            if bad.size:
+                raise ProbeInputError(
+                    f"multi-label target column(s) {bad.tolist()} contain only 1 class "
+                    "(all 0 or all 1); each one-vs-rest head needs both"
+                )
+            self.classes_ = np.arange(y_int.shape[1])
+            return X, y_int, "multilabel"
+        if y.ndim != 1:
+            raise ProbeInputError(f"unsupported target of type {kind!r} and shape {y.shape}")
+        classes, y_enc = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ProbeInputError(
+                f"y contains only 1 class ({classes[0]!r}); a classifier needs at least 2 "
+                "classes to train"
+            )
+        self.classes_ = classes
+        return X, y_enc, "binary" if len(classes) == 2 else "multiclass"
+
+    def _targets_tensor(self, mode: Mode, y_enc: np.ndarray, device: torch.device,
+                        dtype: torch.dtype) -> torch.Tensor:
+        """0/1 target matrix: one-hot (multiclass), [N, 1] (binary) or as given."""
+        if mode == "multiclass":
+            idx = torch.as_tensor(y_enc, device=device)
+            return torch.nn.functional.one_hot(idx, len(self.classes_)).to(dtype)
+        if mode == "binary":
+            return torch.as_tensor(y_enc.reshape(-1, 1), dtype=dtype, device=device)
+        return torch.as_tensor(y_enc, dtype=dtype, device=device)
+
+    # ---- fitting ----------------------------------------------------------------------
+    def _features_tensor(self, X: np.ndarray, device: torch.device) -> torch.Tensor:
+        xt = S.as_tensor(X, device, _DTYPES[self.dtype])
+        return _l2_normalise_t(xt) if self._normalise else xt
+
+    def _prepare(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor, Mode]:
+        self._check_params()
+        X, y_enc, mode = self._validate_xy(X, y)
+        device = resolve_device(self.device)
+        xt = self._features_tensor(X, device)
+        targets = self._targets_tensor(mode, y_enc, device, xt.dtype)
+        self.mode_ = mode
+        self.device_ = str(device)
+        return xt, targets, mode
+
+    def _set_solution(self, basis: S.Basis, theta: torch.Tensor, info: S.SolveInfo) -> None:
+        coef, intercept = basis.to_original(theta)
+        self.coef_ = coef.T.double().cpu().numpy()
+        self.intercept_ = intercept.double().cpu().numpy()
+        self.n_iter_ = info.n_iter
+        self.grad_norm_ = info.grad_norm
+        self.converged_ = info.converged
+        self.objective_ = info.objective
+
+    def fit(self, X: Any, y: Any) -> LinearProbeBase:
+        """Fit on ``X [N, D]`` and labels ``y [N]`` (or a 0/1 multi-label matrix ``[N, C]``).
+
+        Raises :class:`~probes.errors.ProbeInputError` for NaN/inf features, mismatched
+        lengths, a single class or an empty split.
+        """
+        with S.cpu_serial():
+            return self._fit(X, y)
+
+    def _fit(self, X: Any, y: Any) -> LinearProbeBase:
+        warm = None
+        if getattr(self, "warm_start", False) and hasattr(self, "coef_"):
+            warm = (self.coef_, self.intercept_, self.n_features_in_, self.classes_)
+        xt, targets, mode = self._prepare(X, y)
+        basis = S.make_basis(xt)
+        del xt
+        theta0 = None
+        n_out = targets.shape[1]
+        if (warm is not None and warm[2] == self.n_features_in_
+                and np.array_equal(warm[3], self.classes_) and warm[0].shape[0] == n_out):
+            coef = torch.as_tensor(warm[0].T, dtype=basis.feats.dtype, device=basis.feats.device)
+            b = torch.as_tensor(warm[1], dtype=basis.feats.dtype, device=basis.feats.device)
+            theta0 = basis.from_original(coef, b)
+        self._fit_basis(basis, targets, theta0)
+        return self
+
+    def _fit_basis(self, basis: S.Basis, targets: torch.Tensor,
+                   theta0: torch.Tensor | None) -> None:
+        """Solve on prepared (centred, rotated) features; ``theta0=None`` starts at zero."""
+        loss = self._make_loss(self.mode_, targets)
+        n_out = targets.shape[1]
+        f_floor = _FLOOR * S.zero_objective(basis, loss, n_out)
+        if theta0 is None:
+            theta0 = torch.zeros(basis.feats.shape[1] + 1, n_out, dtype=basis.feats.dtype,
+                                 device=basis.feats.device)
+        prob = S.make_problem(basis, loss, theta0)
+        info = S.solve(prob, S.LBFGSMemory(), self._alpha(basis.n), self.tol, f_floor,
+                       max_iter=int(self.max_iter))
+        self._set_solution(basis, prob.theta, info)
+
+    def _encode_known(self, y: np.ndarray, device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor | None:
+        """Targets tensor for labels ``y`` under the fitted ``classes_``; None if ``y`` has
+        a label the model does not know (or the wrong shape)."""
+        if self.mode_ == "multilabel":
+            if y.ndim != 2 or y.shape[1] != len(self.classes_) or not np.isin(y, (0, 1)).all():
+                return None
+            return self._targets_tensor("multilabel", y.astype(np.int64), device, dtype)
+        if y.ndim != 1 or not np.isin(y, self.classes_).all():
+            return None
+        return self._targets_tensor(self.mode_, np.searchsorted(self.classes_, y), device, dtype)
+
+    # ---- prediction ---------------------------------------------------------------------
+    def _check_X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        try:
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        except ValueError as exc:
+            raise ProbeInputError(str(exc)) from exc
+        X = np.asarray(X, dtype=np.float64)
+        return _l2_normalise_np(X) if self._normalise else X
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Scores: ``[N]`` for binary problems (positive = ``classes_[1]``), else ``[N, C]``.
+
+        Computed in float64 NumPy on the CPU: prediction is cheap next to fitting, and this
+        keeps per-row results independent of the batch (scikit-learn's invariance checks).
+        """
+        X = self._check_X(X)
+        scores = X @ self.coef_.T + self.intercept_
+        return scores.ravel() if self.mode_ == "binary" else scores
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels ``[N]`` (from ``classes_``), or a 0/1 indicator ``[N, C]`` for multi-label."""
+        scores = self.decision_function(X)
+        if self.mode_ == "multilabel":
+            return (scores > 0).astype(np.int64)
+        if self.mode_ == "binary":
+            return self.classes_[(scores > 0).astype(np.int64)]
+        return self.classes_[scores.argmax(axis=1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Top-1 accuracy (single-label) or VOC 2007 11-point mAP (multi-label)."""
+        if sample_weight is not None:
+            return float(super().score(X, y, sample_weight=sample_weight))
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] > 1:
+            return M.voc11_map(y, self.decision_function(X))
+        return M.top1(y.ravel(), self.predict(X))
+
+
+# --------------------------------------------------------------------------------------
+# Regularisation path
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _PathState:
+    """Solver objects of a path, kept so the refit on train+val can reuse them."""
+
+    basis: S.Basis
+    targets: torch.Tensor
+    x_train: torch.Tensor
+    x_val: torch.Tensor
+    val_rot: torch.Tensor
+    theta: torch.Tensor
+
+
+@dataclass
+class PathResult:
+    """Validation curve of a warm-started regularisation path.
+
+    Arrays follow the order of the grid as passed in (not the traversal order). ``estimator``
+    is a fitted probe holding the solution at ``best_param`` (trained on the train split
+    only); use it as a warm start for the refit on train+val.
+    """
+
+    param_name: str
+    metric: str
+    params: np.ndarray
+    val_metric: np.ndarray
+    n_iter: np.ndarray
+    grad_norm: np.ndarray
+    converged: np.ndarray
+    best_param: float
+    best_index: int
+    estimator: LinearProbeBase
+    time_s: float
+    order: np.ndarray = field(repr=False)  # traversal order (indices into params)
+    state: _PathState | None = field(default=None, repr=False)  # see fit_path(keep_state)
+
+    @property
+    def curve(self) -> list[dict[str, Any]]:
+        """One dict per grid point: param, val_metric, n_iter, grad_norm, converged."""
+        return [
+            {
+                "param": float(p),
+                "val_metric": float(v),
+                "n_iter": int(i),
+                "grad_norm": float(g),
+                "converged": bool(c),
+            }
+            for p, v, i, g, c in zip(
+                self.params, self.val_metric, self.n_iter, self.grad_norm, self.converged,
+                strict=True,
+            )
+        ]
+
+
+def _check_metric(metric: str, mode: Mode) -> None:
+    if metric not in M.METRICS:
+        raise ProbeInputError(f"unknown metric {metric!r}; choose from {sorted(M.METRICS)}")
+    if (metric == "voc11_map") != (mode == "multilabel"):
+        raise ProbeInputError(
+            f"metric {metric!r} does not fit a {mode} target: use 'voc11_map' for 0/1 "
+            "label matrices and 'top1' or 'mean_per_class' for class labels"
+        )
+
+
+@S.cpu_serial()  # a @contextmanager also decorates: each call runs on one CPU thread
+def fit_path(
+    template: LinearProbeBase,
+    param_name: str,
+    est_param: str,
+    params: Sequence[float] | np.ndarray,
+    X_train: Any,
+    y_train: Any,
+    X_val: Any,
+    y_val: Any,
+    metric: str,
+    strength: Any,
+    keep_state: bool = False,
+) -> PathResult:
+    """Solve ``template`` at every value in ``params`` with warm starts; score on val.
+
+    ``param_name`` names the hyperparameter in the result ("lambda", "C"); ``est_param`` is
+    the estimator's parameter it sets ("lam", "C").
+
+    ``strength(param, n)`` returns the solver's ``alpha``; the path visits the grid from the
+    largest ``alpha`` (strongest regularisation) to the smallest. Why that order: the
+    strongest problem is well conditioned and its solution is close to the zero start, and
+    each weaker, worse-conditioned problem then starts from a slightly over-regularised
+    solution plus the curvature memory built so far; the opposite order would begin with
+    the hardest (nearly unregularised) problem from scratch. Every grid point is solved;
+    nothing is skipped.
+
+    Best parameter: highest validation metric; ties go to the strongest regularisation
+    (the first one met on the traversal), the simplest model among equals.
+
+    ``keep_state`` keeps the rotated train and val features (on the device) in the result,
+    so that :func:`refit_train_val` can skip the refit's eigen-decomposition and rotation;
+    off by default because it holds a copy of the features in memory.
+    """
+    t0 = time.perf_counter()
+    est = template
+    params = np.asarray(params, dtype=np.float64).ravel()
+    if params.size == 0 or not np.all(np.isfinite(params)) or np.any(params <= 0):
+        raise ProbeInputError(f"{param_name} grid must be non-empty, finite and > 0")
+    xt, targets, mode = est._prepare(X_train, y_train)
+    _check_metric(metric, mode)
+    classes = est.classes_
+    try:
+        Xv = validate_data(est, X_val, reset=False, dtype=[np.float32, np.float64])
+    except ValueError as exc:
+        raise ProbeInputError(f"X_val: {exc}") from exc
+    yv = np.asarray(y_val)
+    if yv.shape[0] != Xv.shape[0]:
+        raise ProbeInputError(
+            f"X_val has {Xv.shape[0]} rows but y_val has {yv.shape[0]} labels"
+        )
+    if mode == "multilabel" and (yv.ndim != 2 or yv.shape[1] != len(classes)):
+        raise ProbeInputError(f"y_val must be a 0/1 matrix with {len(classes)} columns")
+    device = xt.device
+    basis = S.make_basis(xt)
+    threads = S.Threads(device)
+    r = basis.vecs.shape[1]
+    xv = est._features_tensor(Xv, device)
+    with threads.gemm(2.0 * Xv.shape[0] * Xv.shape[1] * r):
+        xv_rot = basis.rotate(xv)
+    loss = est._make_loss(mode, targets)
+    n_out = targets.shape[1]
+    f_floor = _FLOOR * S.zero_objective(basis, loss, n_out)
+    theta0 = torch.zeros(basis.feats.shape[1] + 1, n_out, dtype=basis.feats.dtype, device=device)
+    prob = S.make_problem(basis, loss, theta0)
+    memory = S.LBFGSMemory()
+    metric_fn = M.METRICS[metric]
+
+    alphas = np.array([strength(p, basis.n) for p in params])
+    order = np.argsort(-alphas, kind="stable")
+    k = params.size
+    val = np.full(k, np.nan)
+    n_iter = np.zeros(k, dtype=np.int64)
+    gnorm = np.full(k, np.nan)
+    conv = np.zeros(k, dtype=bool)
+    best_i, best_v, best = -1, -np.inf, None
+    for i in order:
+        if prob.since_refresh >= 50:
+            prob.refresh()  # re-derive logits exactly; incremental updates drift in float32
+        info = S.solve(prob, memory, float(alphas[i]), est.tol, f_floor,
+                       max_iter=int(est.max_iter))
+        # val scores straight from the rotated val features: no mapping back per point
+        with threads.gemm(2.0 * xv_rot.numel() * n_out):
+            scores = torch.addmm(prob.theta[-1], xv_rot, prob.theta[:-1])
+        if mode == "multilabel":
+            v = metric_fn(yv, scores.double().cpu().numpy())
+        else:
+            idx = (scores[:, 0] > 0).long() if mode == "binary" else scores.argmax(dim=1)
+            v = metric_fn(yv, classes[idx.cpu().numpy()])
+        val[i], n_iter[i], gnorm[i], conv[i] = v, info.n_iter, info.grad_norm, info.converged
+        if v > best_v:
+            best_i, best_v, best = int(i), v, (prob.theta.clone(), info)
+    assert best is not None
+    est.set_params(**{est_param: float(params[best_i])})
+    est._set_solution(basis, best[0], best[1])
+    state = None
+    if keep_state:
+        state = _PathState(basis=basis, targets=targets, x_train=xt, x_val=xv, val_rot=xv_rot,
+                           theta=best[0])
+    return PathResult(
+        param_name=param_name, metric=metric, params=params, val_metric=val, n_iter=n_iter,
+        grad_norm=gnorm, converged=conv, best_param=float(params[best_i]), best_index=best_i,
+        estimator=est, time_s=time.perf_counter() - t0, order=order, state=state,
+    )
+
+
+def refit_train_val(
+    path: PathResult, X_train: Any, y_train: Any, X_val: Any, y_val: Any
+) -> LinearProbeBase:
+    """Refit ``path.estimator`` on train+val at the chosen parameter, warm-started.
+
+    Fast route (the path kept its state and every val label is a training class): extend
+    the path's basis with the val rows (:meth:`probes.linear.solver.Basis.extend`), so the refit
+    needs no new eigen-decomposition and no new rotation of the train rows, and start from
+    the path's solution in the same coordinates. Otherwise fall back to a plain
+    warm-started ``fit`` on the concatenated arrays. Both solve the same problem.
+    """
+    with S.cpu_serial():
+        return _refit_train_val(path, X_train, y_train, X_val, y_val)
+
+
+def _refit_train_val(
+    path: PathResult, X_train: Any, y_train: Any, X_val: Any, y_val: Any
+) -> LinearProbeBase:
+    est = path.estimator
+    st = path.state
+    targets_val = None
+    if st is not None:
+        targets_val = est._encode_known(np.asarray(y_val), st.targets.device, st.targets.dtype)
+    if st is None or targets_val is None:
+        est.set_params(warm_start=True)
+        X_tv = _concat(X_train, X_val, "features")
+        y_tv = _concat(y_train, y_val, "labels")
+        return est.fit(X_tv, y_tv)
+    basis = st.basis.extend(st.x_val, st.val_rot, st.x_train)
+    k_new = basis.vecs.shape[1] - st.basis.vecs.shape[1]
+    pad = st.theta.new_zeros(k_new, st.theta.shape[1])
+    theta0 = torch.cat([st.theta[:-1], pad, st.theta[-1:]], dim=0)
+    targets = torch.cat([st.targets, targets_val], dim=0)
+    est._fit_basis(basis, targets, theta0)
+    return est
+
+
+def _concat(a: Any, b: Any, what: str) -> np.ndarray:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != b.ndim or a.shape[1:] != b.shape[1:]:
+        raise ProbeInputError(f"train and val {what} disagree in shape: {a.shape} vs {b.shape}")
+    return np.concatenate([a, b], axis=0)
