@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check featurestore probes tests benchmarks notebooks
+	$(BIN)/ruff check featurestore featurestore_app probes tests benchmarks notebooks
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.extract

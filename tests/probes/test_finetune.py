@@ -378,7 +378,7 @@ def test_data_size_variant_uses_the_subset_and_scores_test_without_retraining(
 
 
 def test_multilabel_voc_trains_with_sigmoid_loss_and_stores_scores(tmp_path: Path) -> None:
-    from fixtures_datasets import write_voc2007
+    from tests.fixtures_datasets import write_voc2007
 
     fx = write_voc2007(tmp_path / "voc")
     ds = get_dataset("voc2007", fx.root)
