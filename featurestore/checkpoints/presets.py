@@ -9,6 +9,10 @@ numbers in ``extra`` (fractions): ``top1_paper`` (original publication; None for
 ``top1_retrained`` (the x-axis of the paper's main results). ``extra["paper_model"]`` is the
 Table 3 key (``probes.analysis.paper``), which is also the entry's name.
 
+The paper's numbers are not repeated here: they are read from ``data/paper/table3.csv`` (through
+:mod:`featurestore.paperdata`), the one transcription of Table 3. This module adds only what the
+paper does not say: which timm checkpoint stands in for each network (:data:`PAPER16_TIMM`).
+
 ``imagenet_top1`` is the loaded checkpoint's own ImageNet top-1, as timm reports it (source in
 ``top1_source``); for the three networks with no public equivalent in timm (Inception v1,
 BN-Inception, NASNet-A Mobile) the entry has ``available=False`` and ``imagenet_top1`` is the
@@ -41,9 +45,10 @@ at commit 0173a139a2c66db3a41ebfe1d8ac4fb02483642e; MobileNet v1 from that repos
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from featurestore.checkpoints.registry import PRESETS, CheckpointInfo, register
+from featurestore.paperdata import read_rows
 
 TIMM_RESULTS = (
     "timm results-imagenet.csv (huggingface/pytorch-image-models@0173a139a2c6)"
@@ -54,116 +59,167 @@ TIMM_README_MNV1 = (
 PAPER_PUBLIC = "paper Table 3, public checkpoint column (no timm equivalent)"
 
 
-class _Paper(NamedTuple):
-    """One row of Table 3 (percent as printed) plus its timm mapping."""
+@dataclass(frozen=True, kw_only=True)
+class TimmMatch:
+    """The public timm checkpoint standing in for one of the paper's networks.
 
-    name: str
-    params_m: float
-    features: int
-    image_size: int
-    top1_paper: float | None
-    top1_public: float
-    top1_retrained: float
-    arch: str  # "" where no public equivalent exists
-    origin: str
-    timm_top1: float | None  # percent, at the arch's own input size
-    timm_source: str
-    params: int | None  # exact, without the classifier
-    feature_dim: int | None
+    ``arch`` is None where timm has no equivalent; then only ``notes`` (why) is set.
+    """
+
+    arch: str | None = None
+    #: How close the weights are to the paper's: ``tf-slim``, ``torchvision`` or ``timm``.
+    origin: str | None = None
+    #: timm's ImageNet top-1 of ``arch`` in percent, at the arch's own input size.
+    top1: float | None = None
+    top1_source: str = ""
+    #: Exact parameter count without the classifier (Table 3 counts the same way).
+    params: int | None = None
+    #: Real penultimate width of ``arch`` (Table 3 misprints the DenseNets').
+    feature_dim: int | None = None
     notes: str
 
 
-_PAPER16: tuple[_Paper, ...] = (
-    _Paper("inception_v1", 5.6, 1024, 224, 73.2, 69.8, 73.6, "", "", None, "", None, None,
-           "TF-Slim Inception v1 (GoogLeNet with batch norm): no timm architecture or weights; "
-           "torchvision's googlenet is not a timm model"),
-    _Paper("bn_inception", 10.2, 1024, 224, 74.8, 74.0, 75.3, "", "", None, "", None, None,
-           "BN-Inception (TF-Slim 'inception_v2'): no timm architecture or weights"),
-    _Paper("inception_v3", 21.8, 2048, 299, 78.8, 78.0, 78.6, "inception_v3.tf_in1k",
-           "tf-slim", 77.862, TIMM_RESULTS, 21_785_568, 2048,
-           "TF-Slim inception_v3 checkpoint ported to PyTorch"),
-    _Paper("inception_v4", 41.1, 1536, 299, 80.0, 80.2, 79.9, "inception_v4.tf_in1k",
-           "tf-slim", 80.156, TIMM_RESULTS, 41_142_816, 1536,
-           "TF-Slim inception_v4 checkpoint ported to PyTorch"),
-    _Paper("inception_resnet_v2", 54.3, 1536, 299, 80.1, 80.4, 80.3,
-           "inception_resnet_v2.tf_in1k", "tf-slim", 80.462, TIMM_RESULTS, 54_306_464, 1536,
-           "TF-Slim inception_resnet_v2 checkpoint ported to PyTorch"),
-    _Paper("resnet50_v1", 23.5, 2048, 224, 76.4, 75.2, 76.9, "resnet50.tv_in1k",
-           "torchvision", 76.130, TIMM_RESULTS, 23_508_032, 2048,
-           "torchvision v1 weights (v1.5 block, as the paper's retrained ResNets); the paper's "
-           "public column is TF-Slim's ResNet v1"),
-    _Paper("resnet101_v1", 42.5, 2048, 224, 77.9, 76.4, 78.6, "resnet101.tv_in1k",
-           "torchvision", 77.376, TIMM_RESULTS, 42_500_160, 2048,
-           "torchvision v1 weights (v1.5 block); the paper's public column is TF-Slim's v1"),
-    _Paper("resnet152_v1", 58.1, 2048, 224, None, 76.8, 79.3, "resnet152.tv_in1k",
-           "torchvision", 78.322, TIMM_RESULTS, 58_143_808, 2048,
-           "torchvision v1 weights (v1.5 block); the paper's public column is TF-Slim's v1"),
-    _Paper("densenet121", 7.0, 1024, 224, 75.0, 74.8, 75.6, "densenet121.tv_in1k",
-           "torchvision", 74.764, TIMM_RESULTS, 6_953_856, 1024,
-           "torchvision weights; the paper's public column is the Keras checkpoint"),
-    _Paper("densenet169", 12.5, 1024, 224, 76.2, 76.2, 76.7, "densenet169.tv_in1k",
-           "torchvision", 75.900, TIMM_RESULTS, 12_484_480, 1664,
-           "torchvision weights; 1,664 features (Table 3 prints 1,024)"),
-    _Paper("densenet201", 18.1, 1024, 224, 77.4, 77.3, 77.1, "densenet201.tv_in1k",
-           "torchvision", 77.286, TIMM_RESULTS, 18_092_928, 1920,
-           "torchvision weights; 1,920 features (Table 3 prints 1,024)"),
-    _Paper("mobilenet_v1", 3.2, 1024, 224, 70.6, 70.7, 72.4,
-           "mobilenetv1_100.ra4_e3600_r224_in1k", "timm", 75.382, TIMM_README_MNV1,
-           3_206_976, 1024,
-           "MobileNet v1 1.0 trained by timm (2024 recipe), not the TF-Slim checkpoint"),
-    _Paper("mobilenet_v2", 2.2, 1280, 224, 72.0, 71.8, 71.6, "mobilenetv2_100.ra_in1k",
-           "timm", 72.976, TIMM_RESULTS, 2_223_872, 1280,
-           "MobileNet v2 1.0 trained by timm (RandAugment), not the TF-Slim checkpoint"),
-    _Paper("mobilenet_v2_140", 4.3, 1792, 224, 74.7, 75.0, 74.7, "mobilenetv2_140.ra_in1k",
-           "timm", 76.520, TIMM_RESULTS, 4_315_776, 1792,
-           "MobileNet v2 1.4 trained by timm (RandAugment), not the TF-Slim checkpoint"),
-    _Paper("nasnet_a_mobile", 4.2, 1056, 224, 74.0, 74.0, 73.6, "", "", None, "", None, None,
-           "NASNet-A Mobile: timm has only nasnetalarge and pnasnet5large"),
-    _Paper("nasnet_a_large", 84.7, 4032, 331, 82.7, 82.7, 80.8, "nasnetalarge.tf_in1k",
-           "tf-slim", 82.626, TIMM_RESULTS, 84_720_150, 4032,
-           "TF-Slim nasnet_large checkpoint ported to PyTorch"),
-)
+#: Table 3 key -> the timm checkpoint mapped onto it (the paper's own numbers are in table3.csv).
+PAPER16_TIMM: dict[str, TimmMatch] = {
+    "inception_v1": TimmMatch(
+        notes="TF-Slim Inception v1 (GoogLeNet with batch norm): no timm architecture or "
+        "weights; torchvision's googlenet is not a timm model",
+    ),
+    "bn_inception": TimmMatch(
+        notes="BN-Inception (TF-Slim 'inception_v2'): no timm architecture or weights",
+    ),
+    "inception_v3": TimmMatch(
+        arch="inception_v3.tf_in1k", origin="tf-slim", top1=77.862, top1_source=TIMM_RESULTS,
+        params=21_785_568, feature_dim=2048,
+        notes="TF-Slim inception_v3 checkpoint ported to PyTorch",
+    ),
+    "inception_v4": TimmMatch(
+        arch="inception_v4.tf_in1k", origin="tf-slim", top1=80.156, top1_source=TIMM_RESULTS,
+        params=41_142_816, feature_dim=1536,
+        notes="TF-Slim inception_v4 checkpoint ported to PyTorch",
+    ),
+    "inception_resnet_v2": TimmMatch(
+        arch="inception_resnet_v2.tf_in1k", origin="tf-slim", top1=80.462,
+        top1_source=TIMM_RESULTS, params=54_306_464, feature_dim=1536,
+        notes="TF-Slim inception_resnet_v2 checkpoint ported to PyTorch",
+    ),
+    "resnet50_v1": TimmMatch(
+        arch="resnet50.tv_in1k", origin="torchvision", top1=76.130, top1_source=TIMM_RESULTS,
+        params=23_508_032, feature_dim=2048,
+        notes="torchvision v1 weights (v1.5 block, as the paper's retrained ResNets); the "
+        "paper's public column is TF-Slim's ResNet v1",
+    ),
+    "resnet101_v1": TimmMatch(
+        arch="resnet101.tv_in1k", origin="torchvision", top1=77.376, top1_source=TIMM_RESULTS,
+        params=42_500_160, feature_dim=2048,
+        notes="torchvision v1 weights (v1.5 block); the paper's public column is TF-Slim's v1",
+    ),
+    "resnet152_v1": TimmMatch(
+        arch="resnet152.tv_in1k", origin="torchvision", top1=78.322, top1_source=TIMM_RESULTS,
+        params=58_143_808, feature_dim=2048,
+        notes="torchvision v1 weights (v1.5 block); the paper's public column is TF-Slim's v1",
+    ),
+    "densenet121": TimmMatch(
+        arch="densenet121.tv_in1k", origin="torchvision", top1=74.764, top1_source=TIMM_RESULTS,
+        params=6_953_856, feature_dim=1024,
+        notes="torchvision weights; the paper's public column is the Keras checkpoint",
+    ),
+    "densenet169": TimmMatch(
+        arch="densenet169.tv_in1k", origin="torchvision", top1=75.900, top1_source=TIMM_RESULTS,
+        params=12_484_480, feature_dim=1664,
+        notes="torchvision weights; 1,664 features (Table 3 prints 1,024)",
+    ),
+    "densenet201": TimmMatch(
+        arch="densenet201.tv_in1k", origin="torchvision", top1=77.286, top1_source=TIMM_RESULTS,
+        params=18_092_928, feature_dim=1920,
+        notes="torchvision weights; 1,920 features (Table 3 prints 1,024)",
+    ),
+    "mobilenet_v1": TimmMatch(
+        arch="mobilenetv1_100.ra4_e3600_r224_in1k", origin="timm", top1=75.382,
+        top1_source=TIMM_README_MNV1, params=3_206_976, feature_dim=1024,
+        notes="MobileNet v1 1.0 trained by timm (2024 recipe), not the TF-Slim checkpoint",
+    ),
+    "mobilenet_v2": TimmMatch(
+        arch="mobilenetv2_100.ra_in1k", origin="timm", top1=72.976, top1_source=TIMM_RESULTS,
+        params=2_223_872, feature_dim=1280,
+        notes="MobileNet v2 1.0 trained by timm (RandAugment), not the TF-Slim checkpoint",
+    ),
+    "mobilenet_v2_140": TimmMatch(
+        arch="mobilenetv2_140.ra_in1k", origin="timm", top1=76.520, top1_source=TIMM_RESULTS,
+        params=4_315_776, feature_dim=1792,
+        notes="MobileNet v2 1.4 trained by timm (RandAugment), not the TF-Slim checkpoint",
+    ),
+    "nasnet_a_mobile": TimmMatch(
+        notes="NASNet-A Mobile: timm has only nasnetalarge and pnasnet5large",
+    ),
+    "nasnet_a_large": TimmMatch(
+        arch="nasnetalarge.tf_in1k", origin="tf-slim", top1=82.626, top1_source=TIMM_RESULTS,
+        params=84_720_150, feature_dim=4032,
+        notes="TF-Slim nasnet_large checkpoint ported to PyTorch",
+    ),
+}  # fmt: skip
 
 
 def _frac(percent: float | None) -> float | None:
     return None if percent is None else round(percent / 100.0, 5)
 
 
-for _p in _PAPER16:
-    _available = bool(_p.arch)
-    register(
-        CheckpointInfo(
-            name=_p.name,
-            arch=_p.arch,
-            imagenet_top1=_frac(_p.timm_top1 if _available else _p.top1_public),
-            top1_source=(
-                f"{_p.timm_source}, {_p.arch} at {_p.image_size} px" if _available else PAPER_PUBLIC
-            ),
-            params=_p.params,
-            feature_dim=_p.feature_dim if _available else _p.features,
-            input_size=_p.image_size,
-            available=_available,
-            notes=_p.notes if _available else f"unavailable: {_p.notes}",
-            extra={
-                "paper_model": _p.name,
-                "top1_paper": _frac(_p.top1_paper),
-                "top1_public": _frac(_p.top1_public),
-                "top1_retrained": _frac(_p.top1_retrained),
-                "params_paper_m": _p.params_m,
-                "features_paper": _p.features,
-                "image_size_paper": _p.image_size,
-                "weights_origin": _p.origin or None,
-            },
-        )
+def _percent(cell: str) -> float | None:
+    """A Table 3 top-1 cell: empty where the paper prints N/A (ResNet-152's original top-1)."""
+    return float(cell) if cell else None
+
+
+def _paper16_entry(row: dict[str, str], match: TimmMatch) -> CheckpointInfo:
+    """The registry entry of one Table 3 row and the timm checkpoint mapped onto it."""
+    name, image_size = row["model"], int(row["image_size"])
+    top1_public = float(row["top1_public"])
+    available = match.arch is not None
+    return CheckpointInfo(
+        name=name,
+        arch=match.arch or "",
+        imagenet_top1=_frac(match.top1 if available else top1_public),
+        top1_source=(
+            f"{match.top1_source}, {match.arch} at {image_size} px" if available else PAPER_PUBLIC
+        ),
+        params=match.params,
+        feature_dim=match.feature_dim if available else int(row["features"]),
+        input_size=image_size,
+        available=available,
+        notes=match.notes if available else f"unavailable: {match.notes}",
+        extra={
+            "paper_model": name,
+            "top1_paper": _frac(_percent(row["top1_paper"])),
+            "top1_public": _frac(top1_public),
+            "top1_retrained": _frac(float(row["top1_retrained"])),
+            "params_paper_m": float(row["parameters_m"]),
+            "features_paper": int(row["features"]),
+            "image_size_paper": image_size,
+            "weights_origin": match.origin,
+        },
     )
 
-PRESETS["paper16"] = [p.name for p in _PAPER16]
+
+def _register_paper16() -> list[str]:
+    """Register one entry per Table 3 row, in the paper's order; return their names."""
+    rows = read_rows("table3.csv")
+    keys = [row["model"] for row in rows]
+    if set(keys) != set(PAPER16_TIMM):
+        raise RuntimeError(  # a table3.csv edit that the timm mapping does not follow
+            f"data/paper/table3.csv models {sorted(keys)} differ from the paper16 timm mapping "
+            f"{sorted(PAPER16_TIMM)}"
+        )
+    for row in rows:
+        register(_paper16_entry(row, PAPER16_TIMM[row["model"]]))
+    return keys
 
 
-class _Modern(NamedTuple):
+PRESETS["paper16"] = _register_paper16()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModernCheckpoint:
     """A current timm checkpoint and timm's published evaluation of it."""
 
-    name: str
     top1: float  # percent
     top1_img_size: int
     params: int  # without the classifier
@@ -172,34 +228,51 @@ class _Modern(NamedTuple):
     notes: str
 
 
-_MODERN: tuple[_Modern, ...] = (
-    _Modern("resnet50.a1_in1k", 81.214, 288, 23_508_032, 2048, 224,
-            "ResNet-50, 'ResNet strikes back' A1 recipe"),
-    _Modern("resnet50.tv2_in1k", 80.850, 224, 23_508_032, 2048, 176,
-            "ResNet-50, torchvision v2 recipe"),
-    _Modern("convnext_tiny.fb_in1k", 82.698, 288, 27_820_128, 768, 224, "ConvNeXt-T"),
-    _Modern("convnext_small.fb_in1k", 83.700, 288, 49_454_688, 768, 224, "ConvNeXt-S"),
-    _Modern("regnety_032.ra_in1k", 82.728, 288, 17_923_338, 1512, 224, "RegNetY-3.2GF"),
-    _Modern("efficientnet_b0.ra_in1k", 77.694, 224, 4_007_548, 1280, 224, "EfficientNet-B0"),
-    _Modern("tf_efficientnetv2_s.in1k", 83.900, 384, 20_177_488, 1280, 300,
-            "EfficientNetV2-S, TensorFlow weights"),
-    _Modern("mobilenetv3_large_100.ra_in1k", 75.766, 224, 4_202_032, 1280, 224,
-            "MobileNet v3 large 1.0"),
-    _Modern("deit_small_patch16_224.fb_in1k", 79.844, 224, 21_665_664, 384, 224,
-            "DeiT-S, ImageNet-1k only"),
-    _Modern("vit_small_patch16_224.augreg_in21k_ft_in1k", 81.384, 224, 21_665_664, 384, 224,
-            "ViT-S/16, ImageNet-21k pretraining"),
-    _Modern("vit_base_patch16_224.augreg2_in21k_ft_in1k", 85.096, 224, 85_798_656, 768, 224,
-            "ViT-B/16, ImageNet-21k pretraining"),
-    _Modern("swin_tiny_patch4_window7_224.ms_in1k", 81.376, 224, 27_519_354, 768, 224,
-            "Swin-T"),
-)
+#: timm name (a pinned pretrained tag) -> its published evaluation and shape.
+MODERN: dict[str, ModernCheckpoint] = {
+    "resnet50.a1_in1k": ModernCheckpoint(
+        top1=81.214, top1_img_size=288, params=23_508_032, feature_dim=2048, input_size=224,
+        notes="ResNet-50, 'ResNet strikes back' A1 recipe"),
+    "resnet50.tv2_in1k": ModernCheckpoint(
+        top1=80.850, top1_img_size=224, params=23_508_032, feature_dim=2048, input_size=176,
+        notes="ResNet-50, torchvision v2 recipe"),
+    "convnext_tiny.fb_in1k": ModernCheckpoint(
+        top1=82.698, top1_img_size=288, params=27_820_128, feature_dim=768, input_size=224,
+        notes="ConvNeXt-T"),
+    "convnext_small.fb_in1k": ModernCheckpoint(
+        top1=83.700, top1_img_size=288, params=49_454_688, feature_dim=768, input_size=224,
+        notes="ConvNeXt-S"),
+    "regnety_032.ra_in1k": ModernCheckpoint(
+        top1=82.728, top1_img_size=288, params=17_923_338, feature_dim=1512, input_size=224,
+        notes="RegNetY-3.2GF"),
+    "efficientnet_b0.ra_in1k": ModernCheckpoint(
+        top1=77.694, top1_img_size=224, params=4_007_548, feature_dim=1280, input_size=224,
+        notes="EfficientNet-B0"),
+    "tf_efficientnetv2_s.in1k": ModernCheckpoint(
+        top1=83.900, top1_img_size=384, params=20_177_488, feature_dim=1280, input_size=300,
+        notes="EfficientNetV2-S, TensorFlow weights"),
+    "mobilenetv3_large_100.ra_in1k": ModernCheckpoint(
+        top1=75.766, top1_img_size=224, params=4_202_032, feature_dim=1280, input_size=224,
+        notes="MobileNet v3 large 1.0"),
+    "deit_small_patch16_224.fb_in1k": ModernCheckpoint(
+        top1=79.844, top1_img_size=224, params=21_665_664, feature_dim=384, input_size=224,
+        notes="DeiT-S, ImageNet-1k only"),
+    "vit_small_patch16_224.augreg_in21k_ft_in1k": ModernCheckpoint(
+        top1=81.384, top1_img_size=224, params=21_665_664, feature_dim=384, input_size=224,
+        notes="ViT-S/16, ImageNet-21k pretraining"),
+    "vit_base_patch16_224.augreg2_in21k_ft_in1k": ModernCheckpoint(
+        top1=85.096, top1_img_size=224, params=85_798_656, feature_dim=768, input_size=224,
+        notes="ViT-B/16, ImageNet-21k pretraining"),
+    "swin_tiny_patch4_window7_224.ms_in1k": ModernCheckpoint(
+        top1=81.376, top1_img_size=224, params=27_519_354, feature_dim=768, input_size=224,
+        notes="Swin-T"),
+}  # fmt: skip
 
-for _m in _MODERN:
+for _name, _m in MODERN.items():
     register(
         CheckpointInfo(
-            name=_m.name,
-            arch=_m.name,
+            name=_name,
+            arch=_name,
             imagenet_top1=_frac(_m.top1),
             top1_source=f"{TIMM_RESULTS}, at {_m.top1_img_size} px",
             params=_m.params,
@@ -210,4 +283,4 @@ for _m in _MODERN:
         )
     )
 
-PRESETS["modern"] = [m.name for m in _MODERN]
+PRESETS["modern"] = list(MODERN)

@@ -105,6 +105,8 @@ def lease(store_url: str, key: str, wait: float) -> Iterator[None]:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(store_url.rstrip("/") + ".locks/" + _lock_name(key))
+    # Object stores need no folders; filesystems with real ones (local://, sftp) do.
+    fs.makedirs(fs._parent(path), exist_ok=True)
     me = {**_owner(), "token": uuid.uuid4().hex}
     deadline = time.monotonic() + wait
     while True:

@@ -1,9 +1,10 @@
 """The paper's published numbers (Kornblith, Shlens & Le), for checks and side-by-side figures.
 
 The tables are CSV files in the repository's top-level ``data/paper/`` (see its README for the
-layout and transcription notes). They are found relative to this file, which works for a source
-checkout and an editable install; a wheel does not ship them, and loading then fails with a
-``FileNotFoundError`` that says where the files were expected.
+layout and transcription notes), located by the data layer's :mod:`featurestore.paperdata` (which
+also reads Tables 1 and 3 for the dataset and checkpoint registries, so each number lives once).
+That works for a source checkout and an editable install; a wheel does not ship them, and loading
+then fails with a ``FileNotFoundError`` that says where the files were expected.
 
 Models and datasets are identified by stable keys (``inception_v4``, ``fgvc_aircraft``, ...);
 :data:`MODEL_NAMES` and :data:`DATASET_NAMES` give the paper's spelling for labels.
@@ -12,10 +13,12 @@ Models and datasets are identified by stable keys (``inception_v4``, ``fgvc_airc
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+
+from featurestore import paperdata
+from featurestore.paperdata import data_dir
 
 __all__ = [
     "DATASETS",
@@ -35,80 +38,35 @@ Top1Kind = Literal["retrained", "paper", "public"]
 #: Table 6's three training settings, in the paper's order.
 SETTINGS: tuple[str, ...] = ("logistic_regression", "fine_tuned", "from_scratch")
 
+
+def _read(name: str) -> pd.DataFrame:
+    """One table of ``data/paper`` (located by :mod:`featurestore.paperdata`) as a DataFrame."""
+    return pd.read_csv(paperdata.table_path(name), comment="#")
+
+
+def _column(table: str, key: str, value: str) -> dict[str, str]:
+    """``{row[key]: row[value]}`` over a table's rows, in file (the paper's) order."""
+    return {row[key]: row[value] for row in paperdata.read_rows(table)}
+
+
 #: Dataset keys in the paper's column order (Table 1 / Table 6), with the paper's labels.
-DATASET_NAMES: dict[str, str] = {
-    "food101": "Food-101",
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-    "birdsnap": "Birdsnap",
-    "sun397": "SUN397",
-    "stanford_cars": "Stanford Cars",
-    "fgvc_aircraft": "FGVC Aircraft",
-    "voc2007": "VOC 2007",
-    "dtd": "DTD",
-    "oxford_pets": "Oxford-IIIT Pets",
-    "caltech101": "Caltech-101",
-    "flowers102": "Oxford 102 Flowers",
-}
+DATASET_NAMES: dict[str, str] = _column("table1.csv", "dataset", "name")
 DATASETS: tuple[str, ...] = tuple(DATASET_NAMES)
 
 #: Training-set sizes from Table 1 (train+val as used for the final models). Section 4.3 and
 #: Appendix D split and regress on these.
 TRAIN_SIZE: dict[str, int] = {
-    "food101": 75_750,
-    "cifar10": 50_000,
-    "cifar100": 50_000,
-    "birdsnap": 47_386,
-    "sun397": 19_850,
-    "stanford_cars": 8_144,
-    "fgvc_aircraft": 6_667,
-    "voc2007": 5_011,
-    "dtd": 3_760,
-    "oxford_pets": 3_680,
-    "caltech101": 3_060,
-    "flowers102": 2_040,
+    k: int(v) for k, v in _column("table1.csv", "dataset", "train").items()
 }
 
 #: Model keys in the paper's row order (Table 3 / Table 6), with the paper's names.
-MODEL_NAMES: dict[str, str] = {
-    "inception_v1": "Inception v1",
-    "bn_inception": "BN-Inception",
-    "inception_v3": "Inception v3",
-    "inception_v4": "Inception v4",
-    "inception_resnet_v2": "Inception-ResNet v2",
-    "resnet50_v1": "ResNet-50 v1",
-    "resnet101_v1": "ResNet-101 v1",
-    "resnet152_v1": "ResNet-152 v1",
-    "densenet121": "DenseNet-121",
-    "densenet169": "DenseNet-169",
-    "densenet201": "DenseNet-201",
-    "mobilenet_v1": "MobileNet v1",
-    "mobilenet_v2": "MobileNet v2",
-    "mobilenet_v2_140": "MobileNet v2 (1.4)",
-    "nasnet_a_mobile": "NASNet-A Mobile",
-    "nasnet_a_large": "NASNet-A Large",
-}
+MODEL_NAMES: dict[str, str] = _column("table3.csv", "model", "name")
 
 _TOP1_COLUMNS: dict[str, str] = {
     "retrained": "top1_retrained",
     "paper": "top1_paper",
     "public": "top1_public",
 }
-
-
-def data_dir() -> Path:
-    """The ``data/paper`` folder of the source tree this module was loaded from."""
-    return Path(__file__).resolve().parents[2] / "data" / "paper"
-
-
-def _read(name: str) -> pd.DataFrame:
-    path = data_dir() / name
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: the paper's tables live in the repository's data/paper/, which "
-            "only a source checkout or an editable install (pip install -e .) provides"
-        )
-    return pd.read_csv(path, comment="#")
 
 
 @cache

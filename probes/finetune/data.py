@@ -80,7 +80,7 @@ def eval_transform(size: tuple[int, int], interpolation: str, crop: str) -> T.Co
     return T.Compose(steps)
 
 
-def _label_tensor(label: Any, multilabel: bool) -> torch.Tensor:
+def _label_tensor(label: np.ndarray | np.integer | int, multilabel: bool) -> torch.Tensor:
     if multilabel:
         return torch.as_tensor(np.asarray(label), dtype=torch.float32)
     return torch.as_tensor(int(label), dtype=torch.long)
@@ -150,14 +150,16 @@ class StepSampler(Sampler[list[tuple[int, int]]]):
             yield [(r, mix_seed(self.seed, step, j)) for j, r in enumerate(rows)]
 
 
-def _collate_train(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+def _collate_train(
+    batch: list[tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([x for x, _ in batch]), torch.stack([y for _, y in batch])
 
 
 def train_loader(
     dataset: Dataset, ids: Sequence[str], labels: np.ndarray, transform: T.Compose, *,
     batch_size: int, seed: int, start: int, total: int, num_workers: int, pin_memory: bool,
-) -> DataLoader:
+) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
     """Loader over the remaining steps of a run (see :class:`StepSampler`)."""
     sampler = StepSampler(len(ids), batch_size, seed, start, total)
     return DataLoader(
@@ -173,7 +175,8 @@ def train_loader(
 def eval_loader(
     dataset: Dataset, ids: Sequence[str], transform: T.Compose, *,
     batch_size: int, num_workers: int, pin_memory: bool,
-) -> DataLoader:
+) -> DataLoader[torch.Tensor]:
+    """Loader over a split in order: uint8 image batches ``[B, 3, H, W]``, no labels."""
     return DataLoader(
         EvalImages(dataset, ids, transform),
         batch_size=batch_size,

@@ -172,6 +172,25 @@ class RunOutcome:
         return cls(**d)
 
 
+@dataclass
+class _RunState:
+    """The mutable state of one run between its steps: what a checkpoint saves and restores."""
+
+    model: nn.Module
+    opt: torch.optim.SGD
+    sched: torch.optim.lr_scheduler.LambdaLR
+    #: The classification layer (``point.l2`` penalises its weight).
+    head: nn.Module
+    criterion: nn.Module
+    outcome: RunOutcome
+    #: Training loss accumulated since the last curve entry (on the device: no per-step sync).
+    loss_sum: torch.Tensor
+    loss_count: int = 0
+    #: The step the run (re)started at, and the steps completed so far.
+    start: int = 0
+    done: int = 0
+
+
 class Trainer:
     """Runs training jobs of one (checkpoint, dataset, setting) on one device."""
 
@@ -298,125 +317,161 @@ class Trainer:
         val: SplitData | None, test: SplitData | None, crop: str | None,
         on_step: StepHook | None, steps_per_epoch: float, keep_model: bool,
     ) -> RunOutcome:
-        from tqdm.auto import tqdm
+        """Set up, resume, run the remaining steps, then evaluate and persist the result."""
+        run = self._setup(name, point, len(train), steps_per_epoch)
+        self._resume(job, name, point, run)
+        self._train_steps(job, name, point, train, val, on_step, run)
+        outcome = self._finish(job, name, run.model, run.outcome, val, test, crop)
+        outcome.model = run.model if keep_model else None
+        return outcome
 
-        cfg = self.cfg
-        total = cfg.steps
+    def _setup(self, name: str, point: GridPoint, n_train: int,
+               steps_per_epoch: float) -> _RunState:
+        """A fresh model with its optimizer, cosine schedule and loss, at step 0."""
         model, mom = self._fresh_model(steps_per_epoch)
         opt = torch.optim.SGD(param_groups(model, point.weight_decay), lr=point.lr,
                               momentum=MOMENTUM, nesterov=True)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, CosineFactor(total))
-        head = classifier_of(model)
-        criterion: nn.Module = nn.BCEWithLogitsLoss() if self.multilabel else nn.CrossEntropyLoss()
-        outcome = RunOutcome(name, point.as_dict(), total, cfg.batch_size, len(train), mom)
+        return _RunState(
+            model=model,
+            opt=opt,
+            sched=torch.optim.lr_scheduler.LambdaLR(opt, CosineFactor(self.cfg.steps)),
+            head=classifier_of(model),
+            criterion=nn.BCEWithLogitsLoss() if self.multilabel else nn.CrossEntropyLoss(),
+            outcome=RunOutcome(name, point.as_dict(), self.cfg.steps, self.cfg.batch_size,
+                               n_train, mom),
+            loss_sum=torch.zeros((), dtype=torch.float64, device=self.device),
+        )
 
-        start = 0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        loss_count = 0
+    def _resume(self, job: JobDir, name: str, point: GridPoint, run: _RunState) -> None:
+        """Continue from ``name/state.pt`` if a checkpoint exists, else seed the model stream.
+
+        Raises:
+            RuntimeError: the checkpoint has another state format or belongs to another run.
+        """
         state = job.read_torch(f"{name}/{STATE}")
-        if state is not None:
-            if state.get("format") != STATE_FORMAT:
-                raise RuntimeError(
-                    f"{job}: {name}/{STATE} has state format {state.get('format')!r}, this "
-                    f"version reads {STATE_FORMAT}; delete it to restart that run"
-                )
-            if state.get("point") != point.as_dict() or state.get("total") != total:
-                raise RuntimeError(f"{job}: {name}/{STATE} belongs to another run; delete it")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng_cpu"])
-            if self.device.type == "cuda" and state["rng_cuda"] is not None:
-                torch.cuda.set_rng_state(state["rng_cuda"], self.device)
-            start = int(state["step"])
-            outcome.curve = list(state["curve"])
-            outcome.train_seconds = float(state["train_seconds"])
-            outcome.eval_seconds = float(state["eval_seconds"])
-            outcome.resumed_at = [*state["resumed_at"], start]
-            loss_sum.fill_(float(state["loss_sum"]))
-            loss_count = int(state["loss_count"])
-        else:
-            torch.manual_seed(mix_seed(cfg.seed, _MODEL_STREAM))
+        if state is None:
+            torch.manual_seed(mix_seed(self.cfg.seed, _MODEL_STREAM))
+            return
+        if state.get("format") != STATE_FORMAT:
+            raise RuntimeError(
+                f"{job}: {name}/{STATE} has state format {state.get('format')!r}, this "
+                f"version reads {STATE_FORMAT}; delete it to restart that run"
+            )
+        if state.get("point") != point.as_dict() or state.get("total") != self.cfg.steps:
+            raise RuntimeError(f"{job}: {name}/{STATE} belongs to another run; delete it")
+        run.model.load_state_dict(state["model"])
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and state["rng_cuda"] is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        run.start = run.done = int(state["step"])
+        outcome = run.outcome
+        outcome.curve = list(state["curve"])
+        outcome.train_seconds = float(state["train_seconds"])
+        outcome.eval_seconds = float(state["eval_seconds"])
+        outcome.resumed_at = [*state["resumed_at"], run.start]
+        run.loss_sum.fill_(float(state["loss_sum"]))
+        run.loss_count = int(state["loss_count"])
 
+    def _train_steps(
+        self, job: JobDir, name: str, point: GridPoint, train: SplitData,
+        val: SplitData | None, on_step: StepHook | None, run: _RunState,
+    ) -> None:
+        """Steps ``run.start + 1 .. total``: the SGD step, the validation curve every
+        ``eval_every`` steps, a checkpoint every ``ckpt_every`` steps (or ``CKPT_MAX_SECONDS``)."""
+        from tqdm.auto import tqdm
+
+        cfg, total, outcome = self.cfg, self.cfg.steps, run.outcome
         loader = train_loader(
             self.dataset, train.ids, train.labels,
             train_transform(self.size, self.interpolation),
             batch_size=cfg.batch_size, seed=mix_seed(cfg.seed, _DATA_STREAM),
-            start=start, total=total, num_workers=self.num_workers,
+            start=run.start, total=total, num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
         )
         log_every = 20 if self.device.type == "cuda" else 1
-        bar = tqdm(total=total, initial=start, desc=f"{self.desc} {name}".strip(), unit="step",
-                   disable=not self.progress, dynamic_ncols=True, leave=False)
+        bar = tqdm(total=total, initial=run.start, desc=f"{self.desc} {name}".strip(),
+                   unit="step", disable=not self.progress, dynamic_ncols=True, leave=False)
         last_val: float | None = None
         t_train = last_save = time.perf_counter()
-        done = start
         for x, y in loader:
-            x = self._prep(x)
-            y = y.to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                logits = model(x)
-            loss = criterion(logits.float(), y)
-            if point.l2:  # logreg_aug: L2 on the mean loss (the weights, not the bias)
-                loss = loss + point.l2 * head.weight.float().pow(2).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            lr_now = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach().double()
-            loss_count += 1
-            done += 1
+            loss, lr_now = self._sgd_step(run, point, x, y)
+            run.done += 1
+            done = run.done
             if done % log_every == 0 or done == total:
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_now:.3g}",
                                 val="-" if last_val is None else f"{last_val:.4f}", refresh=False)
             bar.update(1)
             if done % cfg.eval_every == 0 or done == total:
                 outcome.train_seconds += time.perf_counter() - t_train
-                entry: dict[str, Any] = {"steps": done, "lr": lr_now,
-                                         "train_loss": float(loss_sum) / max(loss_count, 1)}
-                loss_sum.zero_()
-                loss_count = 0
-                if val is not None:
-                    t_eval = time.perf_counter()
-                    metrics = self._evaluate_both(model, val)
-                    outcome.eval_seconds += time.perf_counter() - t_eval
-                    entry.update(metrics)
-                    last_val = max(metrics.values())
-                outcome.curve.append(entry)
+                best = self._curve_point(run, lr_now, val)
+                last_val = last_val if best is None else best
                 t_train = time.perf_counter()
             now = time.perf_counter()
             due = done % cfg.ckpt_every == 0 or now - last_save > CKPT_MAX_SECONDS
             if due and done < total:
                 outcome.train_seconds += now - t_train
-                self._save(job, name, point, model, opt, sched, done, outcome, loss_sum, loss_count)
+                self._save(job, name, point, run)
                 t_train = last_save = time.perf_counter()
             if on_step is not None:
                 on_step(name, done)
         bar.close()
-        outcome = self._finish(job, name, model, outcome, val, test, crop)
-        outcome.model = model if keep_model else None
-        return outcome
 
-    def _save(
-        self, job: JobDir, name: str, point: GridPoint, model: nn.Module,
-        opt: torch.optim.Optimizer, sched: Any, done: int, outcome: RunOutcome,
-        loss_sum: torch.Tensor, loss_count: int,
-    ) -> None:
+    def _sgd_step(self, run: _RunState, point: GridPoint, x: torch.Tensor,
+                  y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One optimizer and schedule step; returns the loss and the learning rate it used."""
+        x = self._prep(x)
+        y = y.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = run.model(x)
+        loss = run.criterion(logits.float(), y)
+        if point.l2:  # logreg_aug: L2 on the mean loss (the weights, not the bias)
+            loss = loss + point.l2 * run.head.weight.float().pow(2).sum()
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        lr_now = float(run.opt.param_groups[0]["lr"])
+        run.opt.step()
+        run.sched.step()
+        run.loss_sum += loss.detach().double()
+        run.loss_count += 1
+        return loss, lr_now
+
+    def _curve_point(self, run: _RunState, lr_now: float, val: SplitData | None) -> float | None:
+        """Append the convergence-curve entry at ``run.done`` (mean training loss since the last
+        entry, and both crops' validation metric when there is ``val``); returns the better
+        validation metric, or None without ``val``."""
+        entry: dict[str, Any] = {"steps": run.done, "lr": lr_now,
+                                 "train_loss": float(run.loss_sum) / max(run.loss_count, 1)}
+        run.loss_sum.zero_()
+        run.loss_count = 0
+        best: float | None = None
+        if val is not None:
+            t_eval = time.perf_counter()
+            metrics = self._evaluate_both(run.model, val)
+            run.outcome.eval_seconds += time.perf_counter() - t_eval
+            entry.update(metrics)
+            best = max(metrics.values())
+        run.outcome.curve.append(entry)
+        return best
+
+    def _save(self, job: JobDir, name: str, point: GridPoint, run: _RunState) -> None:
+        """Write everything a resumed run needs to continue exactly at step ``run.done``."""
         cuda = self.device.type == "cuda"
+        outcome = run.outcome
         job.write_torch(f"{name}/{STATE}", {
             "format": STATE_FORMAT,
             "point": point.as_dict(),
             "total": self.cfg.steps,
-            "step": done,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
+            "step": run.done,
+            "model": run.model.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
             "curve": outcome.curve,
-            "loss_sum": float(loss_sum),
-            "loss_count": loss_count,
+            "loss_sum": float(run.loss_sum),
+            "loss_count": run.loss_count,
             "train_seconds": outcome.train_seconds,
             "eval_seconds": outcome.eval_seconds,
             "resumed_at": outcome.resumed_at,

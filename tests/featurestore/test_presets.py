@@ -10,7 +10,7 @@ import pytest
 import timm
 import torch
 
-from featurestore.checkpoints import PRESETS, REGISTRY, load_checkpoint, resolve
+from featurestore.checkpoints import PRESETS, REGISTRY, load_checkpoint, presets, resolve
 from featurestore.errors import UnknownCheckpointError, WeightsUnavailableError
 from probes.analysis import paper
 
@@ -59,6 +59,20 @@ def test_paper16_matches_table3() -> None:
             assert 0.7 < info.imagenet_top1 < 0.85 and info.top1_source
         else:
             assert info.imagenet_top1 == pytest.approx(row["top1_public"] / 100)
+
+
+def test_paper_numbers_come_from_table3_csv_only() -> None:
+    """presets.py holds only the timm side (keyword data keyed by the Table 3 key); every number
+    the paper prints reaches the registry from data/paper/table3.csv."""
+    table3 = paper.load_table3()
+    assert list(presets.PAPER16_TIMM) == list(table3.index)
+    for key, match in presets.PAPER16_TIMM.items():
+        assert not {"params_m", "features", "image_size", "top1_paper"} & set(vars(match))
+        if match.arch is None:
+            assert key in UNAVAILABLE and match.origin is match.top1 is match.params is None
+        else:
+            assert match.origin in {"tf-slim", "torchvision", "timm"} and "." in match.arch
+            assert REGISTRY[key].arch == match.arch and REGISTRY[key].params == match.params
 
 
 def test_ported_tf_slim_checkpoints_reproduce_the_public_column() -> None:

@@ -16,6 +16,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from featurestore import paperdata
+from featurestore.datasets import REGISTRY as DATASETS
+from featurestore.datasets.paper import PAPER12, TABLE1
 from probes import stats
 from probes.analysis import paper
 
@@ -64,6 +67,54 @@ def test_table3_shape_and_columns() -> None:
         331,
     ]
     assert set(t3["image_size"]) == {224, 299, 331}
+
+
+#: The two cells of Table 1 that are misprinted, and what the datasets really have.
+TABLE1_TYPOS = {("cifar100", "classes"): (10, 100), ("oxford_pets", "test"): (3_369, 3_669)}
+
+
+def _parse_paper_table1(text: str) -> list[tuple[int, int, int, str]]:
+    """(classes, train, test, accuracy measure) per row of Table 1 in the paper's text."""
+    lines = text[: text.index("Table 1. Datasets examined")].split("\n")
+    header = max(i for i, line in enumerate(lines) if line.startswith("Dataset\tClasses"))
+    rows = []
+    for line in lines[header + 1 : header + 13]:
+        _, classes, sizes, measure = line.split("\t")
+        train, test = (int(v.replace(",", "")) for v in sizes.split("/"))
+        rows.append((int(classes), train, test, measure))
+    return rows
+
+
+@pytest.mark.skipif(not PAPER_TXT.is_file(), reason="shared/paper not present")
+def test_table1_matches_the_paper_text_but_for_two_typos() -> None:
+    printed = _parse_paper_table1(PAPER_TXT.read_text(encoding="utf-8"))
+    measure = {"top-1": "top1", "mean per-class": "mean_per_class", "11-point mAP": "voc11_map"}
+    rows = paperdata.read_rows("table1.csv")
+    assert [r["dataset"] for r in rows] == list(paper.DATASETS) == list(LR.columns)
+    fixed = []
+    for row, (classes, train, test, metric) in zip(rows, printed, strict=True):
+        theirs = {"classes": classes, "train": train, "test": test}
+        for col, value in theirs.items():
+            if int(row[col]) != value:
+                assert TABLE1_TYPOS[row["dataset"], col] == (value, int(row[col]))
+                fixed.append((row["dataset"], col))
+        assert row["metric"] == measure[metric], row["dataset"]
+    assert sorted(fixed) == sorted(TABLE1_TYPOS)
+    # Section 3: "ranging in training set size from 2,040 to 75,750 images".
+    assert (min(paper.TRAIN_SIZE.values()), max(paper.TRAIN_SIZE.values())) == (2_040, 75_750)
+
+
+def test_table1_is_what_both_layers_read() -> None:
+    """One copy of Table 1: the dataset loaders' TABLE1 / paper12 and the analysis TRAIN_SIZE
+    are the same rows, and each loader scores with the metric Table 1 names."""
+    rows = paperdata.read_rows("table1.csv")
+    assert PAPER12 == [r["store_name"] for r in rows]
+    for row in rows:
+        store = row["store_name"]
+        assert TABLE1[store] == (int(row["classes"]), int(row["train"]), int(row["test"]))
+        assert paper.TRAIN_SIZE[row["dataset"]] == TABLE1[store][1]
+        assert paper.DATASET_NAMES[row["dataset"]] == row["name"]
+        assert DATASETS[store].metric == row["metric"], store
 
 
 def test_imagenet_top1_kinds() -> None:
@@ -300,10 +351,17 @@ def test_figure2_band_and_error_bars_on_paper_data() -> None:
 
 
 def test_missing_data_dir_gives_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setattr(paper, "data_dir", lambda: tmp_path / "nowhere")
+    """Both layers find data/paper through featurestore.paperdata, and both say where it was."""
+    monkeypatch.setattr(paperdata, "data_dir", lambda: tmp_path / "nowhere")
     paper._table3.cache_clear()
     try:
         with pytest.raises(FileNotFoundError, match="data/paper"):
             paper.load_table3()
+        with pytest.raises(FileNotFoundError, match="nowhere/table1.csv"):
+            paperdata.read_rows("table1.csv")
     finally:
         paper._table3.cache_clear()
+
+
+def test_data_dir_is_the_repositorys_data_paper() -> None:
+    assert paper.data_dir() == paperdata.data_dir() == Path(__file__).parents[2] / "data" / "paper"
