@@ -2,8 +2,8 @@
 
 Runs the real job (:func:`probes.finetune.run_finetune`: one grid point trained on train, scored
 on val with both crops, retrained on train+val, scored on test) for a real ImageNet checkpoint on a
-real dataset, then, when :mod:`probes.linear.protocol` is installed, extracts features into the same store
-and runs the logistic probe (Appendix A.4) so the two test accuracies sit side by side.
+real dataset, then, when :mod:`probes.linear.protocol` is installed, extracts features into the
+same store and runs the logistic probe (Appendix A.4) so the two test accuracies sit side by side.
 
 Reported: training steps/s and images/s (training loop only: data loading, forward, backward,
 update), evaluation seconds, wall time, the fine-tuned test metric and the probe's.

@@ -20,9 +20,20 @@ top-1) plus the chosen hyperparameters and ``sk_acc@ours``, scikit-learn's test 
 refit at *our* chosen value (untimed): on a flat validation curve two correct solvers may
 pick neighbouring values, and this column separates that from solver accuracy. The full
 run takes about 40 minutes on a 2-core CPU, almost all of it LinearSVC on the first
-problem (``--solvers logreg`` skips the SVM). Differences to keep in mind: LinearSVC penalises
+problem (``--solvers logreg`` skips the SVM; ``--ours-only`` skips scikit-learn). Differences
+to keep in mind: LinearSVC penalises
 its intercept (``intercept_scaling=1``), our SVM does not; the selection rule is the same
 (best val top-1, ties to the strongest regularisation).
+
+A second table puts our path at the cost of its GEMMs (issue 14): each L-BFGS iteration
+needs two matrix products over the rotated train features (``F @ D`` and ``F.T @ R``,
+``F`` of ``n_train x r`` with ``r = min(D, n_train - 1)``), so ``iterations x`` their
+measured cost (best of a few timed repeats, on the faster of 1 and the configured thread
+count, as the solver's tuner would pick) is the floor a path could reach; ``path/gemm`` is
+how far above that floor the whole path (basis, rotation, line search, val scoring,
+bookkeeping) runs. For the SVM (one-vs-rest) converged columns drop out of the GEMMs, so
+its floor is overstated and its ratio understated. ``--repeat N`` reports the fastest of N
+runs of our protocol.
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from probes.linear.logistic import DEFAULT_LAMBDAS
-from probes.linear.protocol import run_protocol
+from probes.linear.protocol import ProtocolResult, run_protocol
 from probes.linear.svm import DEFAULT_CS
 
 
@@ -143,25 +154,74 @@ def sklearn_protocol(solver: str, data: tuple[np.ndarray, ...], max_iter: int,
     return seconds, acc, best_p, hits, acc_at
 
 
+def gemm_cost(n: int, r: int, c: int, reps: int = 5) -> float:
+    """Seconds for one L-BFGS iteration's two GEMMs, ``F @ D`` and ``F.T @ R`` in float32
+    (``F [n, r]``, ``D [r + 1, c]``, ``R [n, c]``): the best of ``reps`` on the faster of
+    one thread and the configured count."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(n, r, generator=g)
+    d = torch.randn(r + 1, c, generator=g)
+    res = torch.randn(n, c, generator=g)
+    out = torch.empty(r, c)
+    prev = torch.get_num_threads()
+    best = float("inf")
+    try:
+        for threads in sorted({1, prev}):
+            torch.set_num_threads(threads)
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                torch.addmm(d[-1], f, d[:-1])
+                torch.mm(f.T, res, out=out)
+                best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(prev)
+    return best
+
+
+def gemm_row(prob: Problem, solver: str, res: ProtocolResult) -> tuple[object, ...]:
+    """``(problem, solver, path iterations, GEMM s, path s, total s, path / GEMM)``."""
+    n_tr = int(0.8 * prob.n)
+    r = min(prob.d, n_tr - 1)
+    iters = sum(c["n_iter"] for c in res.curve)
+    gemm_s = iters * gemm_cost(n_tr, r, prob.c)
+    path_s = res.timings["path_s"]
+    return (prob.name, solver, iters, gemm_s, path_s, res.timings["total_s"],
+            path_s / max(gemm_s, 1e-12))
+
+
+def best_of(repeat: int, solver: str, data: tuple[np.ndarray, ...], device: str
+            ) -> ProtocolResult:
+    """The fastest of ``repeat`` runs of our protocol (the machine may be shared)."""
+    runs = [run_protocol(solver, *data, metric="top1", device=device)  # type: ignore[arg-type]
+            for _ in range(max(1, repeat))]
+    return min(runs, key=lambda r: r.timings["total_s"])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small problems (about a minute)")
     ap.add_argument("--solvers", default="logreg,svm", help="comma list: logreg,svm")
     ap.add_argument("--sklearn-max-iter", type=int, default=1000)
     ap.add_argument("--device", default="auto", help="device for our solver")
+    ap.add_argument("--ours-only", action="store_true", help="skip scikit-learn")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of ours; the fastest counts")
     args = ap.parse_args(argv)
     problems = QUICK if args.quick else PROBLEMS
     solvers = [s for s in args.solvers.split(",") if s]
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    rows = []
+    rows, gemm_rows = [], []
     for prob in problems:
         data = splits(prob)
         for solver in solvers:
-            res = run_protocol(solver, *data, metric="top1", device=args.device)  # type: ignore[arg-type]
-            sk_s, sk_acc, sk_p, hits, sk_at = sklearn_protocol(
-                solver, data, args.sklearn_max_iter, also_at=res.best_param)
+            res = best_of(args.repeat, solver, data, args.device)
+            gemm_rows.append(gemm_row(prob, solver, res))
+            if args.ours_only:
+                sk_s, sk_acc, sk_p, hits, sk_at = (float("nan"),) * 3 + (0, float("nan"))
+            else:
+                sk_s, sk_acc, sk_p, hits, sk_at = sklearn_protocol(
+                    solver, data, args.sklearn_max_iter, also_at=res.best_param)
             ours_s = res.timings["total_s"]
             row = (prob.name, solver, ours_s, sk_s, sk_s / ours_s, res.test_metric, sk_acc,
                    sk_at, res.best_param, sk_p, hits, res.device)
@@ -182,6 +242,14 @@ def main(argv: list[str] | None = None) -> None:
               f"{r[6]:>12.4f} {r[7]:>12.4f} {r[8]:>10.3g} {r[9]:>10.3g} {r[10]:>8d} {r[11]}")
     print("\nsk_acc@ours: scikit-learn's test top-1 when its protocol is refit at our chosen"
           " parameter (not timed)")
+    head = (f"{'problem':<22} {'solver':<7} {'path_iters':>10} {'gemm_s':>8} {'path_s':>8} "
+            f"{'total_s':>8} {'path/gemm':>9}")
+    print("\nOur path at the cost of its GEMMs (iterations x measured cost of the two GEMMs)")
+    print(head)
+    print("-" * len(head))
+    for g in gemm_rows:
+        print(f"{g[0]:<22} {g[1]:<7} {g[2]:>10d} {g[3]:>8.2f} {g[4]:>8.2f} {g[5]:>8.2f} "
+              f"{g[6]:>8.2f}x")
     print(f"\nload average at the end {os.getloadavg()[0]:.1f} "
           "(other processes on the machine slow both columns)")
 

@@ -76,3 +76,31 @@ class StoreFormatError(FeatureStoreError):
 
 class DeviceError(FeatureStoreError, ValueError):
     """A ``--device`` that does not exist or is not available here (``cuda`` without CUDA)."""
+
+
+class StoreLocationError(FeatureStoreError):
+    """A store path or URL that cannot hold, or does not hold, a feature store: a regular file,
+    a non-empty directory that is not a store, a mistyped path given to a read command, an unknown
+    URL scheme or an unreachable server. Raised before anything is written."""
+
+
+class EmptySplitError(DatasetRootError):
+    """A dataset whose split rule leaves a split without images (e.g. one train image per class
+    leaves val empty); refused before extraction so no entry is left ``in_progress``."""
+
+
+class ImageTooLargeError(CorruptImageError):
+    """An image whose header claims more pixels than the limit (a decompression bomb guard);
+    ``featurestore extract --max-pixels`` raises the limit."""
+
+
+class NonFiniteFeaturesError(FeatureStoreError, ValueError):
+    """A checkpoint/weights whose forward pass yields NaN or inf features; the message names the
+    weights and the first bad row. Such features are never written."""
+
+
+class DamagedEntryError(FeatureStoreError):
+    """Stored features that fail their integrity check: a chunk whose crc32c does not match, a
+    chunk file that is missing although its ``done`` flag says it was written, or entry metadata
+    that cannot be read. Raised instead of returning numbers, since a damaged chunk read as zeros
+    scores like a real (bad) checkpoint and would be recorded as a result."""

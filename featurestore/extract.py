@@ -12,16 +12,22 @@ recomputed after a crash is bit-identical to the one an uninterrupted run writes
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import os
 import queue
+import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from torchvision.transforms import InterpolationMode
@@ -29,9 +35,15 @@ from torchvision.transforms import v2 as T
 
 from featurestore.checkpoints import LoadedCheckpoint, load_checkpoint, penultimate_features
 from featurestore.datasets import Dataset
+from featurestore.datasets.base import SplitData, set_max_pixels
 from featurestore.device import resolve_device
-from featurestore.errors import CorruptImageError
-from featurestore.store import EntryWriter, FeatureStore, SplitPlan
+from featurestore.errors import (
+    CorruptImageError,
+    EmptySplitError,
+    FeatureStoreError,
+    NonFiniteFeaturesError,
+)
+from featurestore.store import EntryWriter, FeatureStore, SplitPlan, integrity
 
 DEFAULT_BATCH_SIZE = 64
 #: Row chunk = this many batches: the unit of resumption and of Zarr storage.
@@ -74,7 +86,7 @@ def _collate(batch: list[tuple[torch.Tensor | None, int, str | None]]) -> Any:
 class EntryReport:
     ckpt: str
     dataset: str
-    status: str  # "extracted" | "resumed" | "skipped"
+    status: str  # "extracted" | "resumed" | "skipped" | "repaired" | "intact" (--repair)
     n_images: int = 0
     seconds: float = 0.0
     splits: dict[str, int] = field(default_factory=dict)
@@ -98,7 +110,10 @@ class _ChunkWriter:
         while (item := self.queue.get()) is not None:
             if self.error is None:
                 try:
-                    self.writer.write_chunk(*item)
+                    *chunk, logits = item
+                    if logits is not None:  # before write_chunk: its done flag covers both
+                        self.writer.write_logits(chunk[0], chunk[1], logits)
+                    self.writer.write_chunk(*chunk)
                 except BaseException as e:  # re-raised in the producer thread
                     self.error = e
 
@@ -121,40 +136,94 @@ def _batches(plan: SplitPlan, chunks: list[int], batch_size: int) -> Iterator[li
             yield list(range(start, min(rows.stop, start + batch_size)))
 
 
+def _logits_dim(loaded: LoadedCheckpoint) -> int:
+    """Number of source classes of the checkpoint's head (1000 for ImageNet-1k)."""
+    n = int(getattr(loaded.model, "num_classes", 0) or 0)
+    if n < 2:
+        raise FeatureStoreError(
+            f"checkpoint {loaded.info.name} has no classifier head ({n} classes): there are no "
+            "logits to store; extract without --with-logits"
+        )
+    return n
+
+
 def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def extract_entry(
-    store: FeatureStore,
-    ckpt: str | LoadedCheckpoint,
-    dataset: Dataset,
-    *,
-    weights: str | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    device: str = "auto",
-    num_workers: int | None = None,
-    force: bool = False,
-    wait: float = 0.0,
-    progress: bool = True,
-    seed: int = 0,
-    chunk_batches: int = BATCHES_PER_CHUNK,
-) -> EntryReport:
-    """Extract every split of ``dataset`` with ``ckpt`` into ``store``.
-
-    Skips a complete entry unless ``force``; resumes an interrupted one at row-chunk granularity
-    (``batch_size * chunk_batches`` rows); waits up to ``wait`` seconds for a busy entry.
-    """
-    name = ckpt if isinstance(ckpt, str) else ckpt.info.name
-    if store.has_complete(name, dataset.name) and not force:
-        return EntryReport(name, dataset.name, "skipped")
-    # Validate the dataset (split files, root layout) before touching the store or the model.
+def check_splits(dataset: Dataset) -> dict[str, SplitData]:
+    """Every split of ``dataset``, or :class:`EmptySplitError` with the counts when one would be
+    empty (e.g. one train image per class leaves the derived val split empty): an empty split can
+    never finish, so it is refused before the store or the model is touched."""
     splits = {s: dataset.split(s) for s in dataset.splits}
-    loaded = load_checkpoint(ckpt, weights, seed=seed) if isinstance(ckpt, str) else ckpt
-    dev = resolve_device(device)
+    empty = [s for s, sd in splits.items() if len(sd) == 0]
+    if empty:
+        counts = ", ".join(f"{s} {len(sd)}" for s, sd in splits.items())
+        raise EmptySplitError(
+            f"dataset {dataset.name!r}: split {', '.join(empty)} would be empty ({counts} "
+            f"images); add images (at least 2 per class in train when val is derived from it)"
+        )
+    return splits
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _worker_init(parent_pid: int, max_pixels: int | None, worker_id: int) -> None:
+    """Run in each DataLoader worker: die with the extracting process, even on ``kill -9``.
+
+    Linux delivers SIGKILL to the worker when its parent dies (``PR_SET_PDEATHSIG``); if the parent
+    is already gone by the time this runs, the worker exits now. Also re-applies the
+    ``--max-pixels`` limit, which a worker started by ``spawn`` would not inherit.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(0)
+    if max_pixels is not None:
+        set_max_pixels(max_pixels)
+
+
+@contextlib.contextmanager
+def _discard_staging_on_failure(store: FeatureStore, writer: EntryWriter) -> Iterator[None]:
+    """A failed ``--force`` rewrite deletes its staging group (the finished entry stays as it
+    was), so a full disk is not left fuller and no half rewrite lingers."""
+    try:
+        yield
+    except BaseException:
+        if writer.path != writer.final:
+            with contextlib.suppress(Exception):
+                store._delete(writer.path)
+        raise
+
+
+@dataclass
+class _EntryJob:
+    """Everything one entry's extraction is decided by, computed before the store is touched."""
+
+    name: str
+    dataset: Dataset
+    loaded: LoadedCheckpoint
+    dev: torch.device
+    splits: dict[str, SplitData]
+    plans: list[SplitPlan]
+    provenance: dict[str, Any]
+    #: What a resumed or repaired chunk must share with the chunks already written.
+    fingerprint: dict[str, Any]
+    logits_dim: int = 0
+
+
+def _plan_entry(
+    name: str, dataset: Dataset, loaded: LoadedCheckpoint, splits: dict[str, SplitData],
+    dev: torch.device, batch_size: int, chunk_batches: int, with_logits: bool,
+) -> _EntryJob:
+    """The entry's split plans, provenance and fingerprint."""
     chunk_rows = batch_size * chunk_batches
     label_shape = (dataset.num_classes,) if dataset.multilabel else ()
-    plans = [SplitPlan(s, len(sd), loaded.feature_dim, chunk_rows, label_shape)
+    logits_dim = _logits_dim(loaded) if with_logits else 0
+    plans = [SplitPlan(s, len(sd), loaded.feature_dim, chunk_rows, label_shape, logits_dim)
              for s, sd in splits.items()]
     ds_prov = dataset.provenance()
     ds_prov["label_names"] = dataset.label_names
@@ -177,50 +246,218 @@ def extract_entry(
         "batch_size": batch_size,
         "chunk_rows": chunk_rows,
         "device_type": dev.type,
+        **({"logits_dim": logits_dim} if logits_dim else {}),
     }
+    if logits_dim:
+        provenance["logits"] = {"dim": logits_dim,
+                                "layer": "model.get_classifier() on the stored features"}
+    return _EntryJob(name, dataset, loaded, dev, splits, plans, provenance, fingerprint,
+                     logits_dim)
+
+
+def _intact(store: FeatureStore, name: str, dataset: str) -> bool:
+    """True when the entry is complete and every chunk of it passes its check (``--repair``
+    has nothing to do)."""
+    return (store.has_complete(name, dataset)
+            and integrity.check_entry(store.root, name, dataset).ok)
+
+
+def _open_entry(store: FeatureStore, writer: EntryWriter, job: _EntryJob, repair: bool) -> str:
+    """Start, resume or (``repair``) reopen the entry; its status for the report.
+
+    A repair clears the ``done`` flags of exactly the damaged row chunks of a complete entry, so
+    the ordinary resume path recomputes those and nothing else. An entry whose metadata is
+    unreadable has no chunks to trust: :meth:`EntryWriter.begin` starts it afresh.
+    """
+    name, ds = job.name, job.dataset.name
+    if repair and store.has_complete(name, ds):
+        check = integrity.check_entry(store.root, name, ds)
+        if check.ok:
+            return "intact"
+        writer.begin_repair(job.plans, job.fingerprint, check.damaged_chunks())
+        return "repaired"
+    return "resumed" if writer.begin(job.plans, job.provenance, job.fingerprint) else "extracted"
+
+
+def _extract_pending(
+    writer: EntryWriter, job: _EntryJob, *, batch_size: int, workers: int, progress: bool,
+    only: dict[str, list[int]] | None = None,
+) -> int:
+    """Compute and write every row chunk whose ``done`` flag is unset (``only``: just those of
+    these chunks, per split: one worker's share of a distributed entry); the number of images."""
+    loaded, dev = job.loaded, job.dev
     # channels_last on every device: measured 2.0x faster for tf_efficientnet_lite0 and 1.5x for
     # test_resnet on this 2-core CPU (oneDNN), and the layout Hopper tensor cores want.
     model = loaded.model.to(dev).to(memory_format=torch.channels_last)
     mean = torch.tensor(loaded.data_config["mean"], device=dev).view(1, 3, 1, 1) * 255
     std = torch.tensor(loaded.data_config["std"], device=dev).view(1, 3, 1, 1) * 255
     transform = preprocess_transform(loaded)
+    n_done = 0
+    chunk_writer = _ChunkWriter(writer)
+    try:
+        for plan in job.plans:
+            pending = writer.pending_chunks(plan.name)
+            if only is not None:
+                pending = [k for k in pending if k in set(only.get(plan.name, ()))]
+            if not pending:
+                continue
+            sd = job.splits[plan.name]
+            loader = DataLoader(
+                _ImageSplit(job.dataset, sd.ids, transform),
+                batch_sampler=list(_batches(plan, pending, batch_size)),
+                num_workers=workers,
+                collate_fn=_collate,
+                pin_memory=dev.type == "cuda",
+                prefetch_factor=4 if workers else None,
+                persistent_workers=False,
+                worker_init_fn=functools.partial(
+                    _worker_init, os.getpid(), Image.MAX_IMAGE_PIXELS) if workers else None,
+            )
+            n_todo = sum(plan.rows(k).stop - plan.rows(k).start for k in pending)
+            n_done += _run_split(
+                model, loader, plan, pending, sd.ids, sd.labels, mean, std, dev,
+                chunk_writer, progress=progress, with_logits=bool(job.logits_dim),
+                desc=f"{job.name}/{job.dataset.name}/{plan.name}", total=n_todo,
+                weights=f"{job.name} (weights {loaded.weights_source})",
+            )
+    finally:
+        chunk_writer.close()
+    return n_done
+
+
+def check_identity(store: FeatureStore, name: str, dataset: Dataset) -> None:
+    """Refuse to skip an entry made from other data under the same name: datasets
+    whose identity is their folder (``imagefolder``) record it, and a second tree extracted into
+    the same entry raises instead of being reported ``skipped`` with the first tree's features.
+    Entries written before identities were recorded are not checked."""
+    identity = getattr(dataset, "identity", None)
+    mine = identity() if callable(identity) else None
+    if mine is None or not store.has_complete(name, dataset.name):
+        return
+    try:
+        stored = store.entry(name, dataset.name).provenance.get("dataset", {}).get("identity")
+    except FeatureStoreError:  # unreadable metadata: the writer reports it
+        return
+    if stored and stored != mine:
+        from featurestore.errors import DatasetRootError
+
+        raise DatasetRootError(
+            f"store entry {name}/{dataset.name} holds features of {stored}, not {mine}: name "
+            f"this tree (extract --name NAME) to keep both, or --force to replace the entry")
+
+
+def extract_entry(
+    store: FeatureStore,
+    ckpt: str | LoadedCheckpoint,
+    dataset: Dataset,
+    *,
+    weights: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "auto",
+    num_workers: int | None = None,
+    force: bool = False,
+    wait: float = 0.0,
+    progress: bool = True,
+    seed: int = 0,
+    chunk_batches: int = BATCHES_PER_CHUNK,
+    with_logits: bool = False,
+    repair: bool = False,
+    fan_out: Callable[[str, dict[str, list[int]]], int] | None = None,
+) -> EntryReport:
+    """Extract every split of ``dataset`` with ``ckpt`` into ``store``.
+
+    ``fan_out(path, pending)``, when given, computes the pending row chunks (per split) of the
+    entry group at ``path`` elsewhere (:func:`extract_chunks` on cluster workers) and returns the
+    number of images: this process then only begins the entry, holds its lock and finishes it.
+
+    Skips a complete entry unless ``force``; resumes an interrupted one at row-chunk granularity
+    (``batch_size * chunk_batches`` rows); waits up to ``wait`` seconds for a busy entry.
+    ``with_logits`` also stores the checkpoint's own class scores (``logits``, for LEEP/NCE); a
+    complete entry without them is then rewritten, as with ``force``.
+    ``repair`` checks every chunk of a complete entry and recomputes only the damaged or missing
+    ones (status ``repaired``, or ``intact`` when there were none), in place and with the same
+    batches, so the result is byte-identical to a clean extraction.
+    """
+    name = ckpt if isinstance(ckpt, str) else ckpt.info.name
+    if not force:
+        check_identity(store, name, dataset)
+    if (with_logits and not force and store.has_complete(name, dataset.name)
+            and not store.has_logits(name, dataset.name)):
+        force = True
+    repair = repair and not force
+    if repair and _intact(store, name, dataset.name):
+        return EntryReport(name, dataset.name, "intact")
+    if not repair and store.has_complete(name, dataset.name) and not force:
+        return EntryReport(name, dataset.name, "skipped")
+    # Validate the dataset (split files, root layout) before touching the store or the model.
+    splits = check_splits(dataset)
+    loaded = load_checkpoint(ckpt, weights, seed=seed) if isinstance(ckpt, str) else ckpt
+    job = _plan_entry(name, dataset, loaded, splits, resolve_device(device), batch_size,
+                      chunk_batches, with_logits)
     workers = default_workers() if num_workers is None else num_workers
 
     t0 = time.perf_counter()
-    n_done = 0
-    with store.writing(name, dataset.name, force=force, wait=wait) as writer:
+    with store.writing(name, dataset.name, force=force, wait=wait, repair=repair) as writer, \
+            _discard_staging_on_failure(store, writer):
         if writer.already_complete:  # finished by another process while we waited
             return EntryReport(name, dataset.name, "skipped")
-        resumed = writer.begin(plans, provenance, fingerprint)
-        chunk_writer = _ChunkWriter(writer)
-        try:
-            for plan in plans:
-                pending = writer.pending_chunks(plan.name)
-                if not pending:
-                    continue
-                sd = splits[plan.name]
-                loader = DataLoader(
-                    _ImageSplit(dataset, sd.ids, transform),
-                    batch_sampler=list(_batches(plan, pending, batch_size)),
-                    num_workers=workers,
-                    collate_fn=_collate,
-                    pin_memory=dev.type == "cuda",
-                    prefetch_factor=4 if workers else None,
-                    persistent_workers=False,
-                )
-                n_todo = sum(plan.rows(k).stop - plan.rows(k).start for k in pending)
-                n_done += _run_split(
-                    model, loader, plan, pending, sd.ids, sd.labels, mean, std, dev,
-                    chunk_writer, progress=progress,
-                    desc=f"{name}/{dataset.name}/{plan.name}", total=n_todo,
-                )
-        finally:
-            chunk_writer.close()
+        status = _open_entry(store, writer, job, repair)
+        if status == "intact":  # repaired by another process while we waited
+            return EntryReport(name, dataset.name, status)
+        if fan_out is not None:
+            n_done = fan_out(writer.path, {p.name: writer.pending_chunks(p.name)
+                                           for p in job.plans})
+        else:
+            n_done = _extract_pending(writer, job, batch_size=batch_size, workers=workers,
+                                      progress=progress)
         seconds = time.perf_counter() - t0
         writer.finish({"timings": {"seconds": round(seconds, 3), "images": n_done,
                                    "images_per_s": round(n_done / max(seconds, 1e-9), 2)}})
-    return EntryReport(name, dataset.name, "resumed" if resumed else "extracted", n_done,
-                       seconds, {p.name: p.n for p in plans})
+    return EntryReport(name, dataset.name, status, n_done, seconds,
+                       {p.name: p.n for p in job.plans})
+
+
+def extract_chunks(
+    store: FeatureStore,
+    path: str,
+    ckpt: str,
+    dataset: Dataset,
+    chunks: dict[str, list[int]],
+    *,
+    weights: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "auto",
+    num_workers: int | None = 0,
+    seed: int = 0,
+    chunk_batches: int = BATCHES_PER_CHUNK,
+) -> int:
+    """Compute and write ``chunks`` (row-chunk indices per split) of the entry group at ``path``,
+    begun by a coordinator's :func:`extract_entry` (``fan_out``) that holds the entry's lock and
+    finishes it; the number of images written.
+
+    Only those chunks and their ``done`` flags (and checksums) are written, and chunks whose flag
+    is already set are skipped, so workers of one entry never touch each other's data and a
+    retried share redoes only what is missing. The same batches as a single-process extraction
+    make the chunks byte-identical to its. Raises :class:`FeatureStoreError` when the group was
+    begun for another computation (weights, ids, batch size, device type).
+    """
+    splits = check_splits(dataset)
+    loaded = load_checkpoint(ckpt, weights, seed=seed)
+    job = _plan_entry(ckpt, dataset, loaded, splits, resolve_device(device), batch_size,
+                      chunk_batches, with_logits=False)
+    writer = EntryWriter(store, ckpt, dataset.name, force=False)
+    writer.path, writer.group = path, store.root[path]
+    writer.plans = {p.name: p for p in job.plans}
+    from featurestore.store.layout import ATTR
+
+    begun = dict(writer.group.attrs.get(ATTR) or {}).get("fingerprint")
+    if begun != job.fingerprint:
+        raise FeatureStoreError(
+            f"entry group {path} was begun for another computation ({begun}), not "
+            f"{job.fingerprint}: every worker must use the coordinator's weights and options")
+    workers = default_workers() if num_workers is None else num_workers
+    return _extract_pending(writer, job, batch_size=batch_size, workers=workers, progress=False,
+                            only=chunks)
 
 
 def _run_split(
@@ -238,6 +475,8 @@ def _run_split(
     progress: bool,
     desc: str,
     total: int,
+    weights: str = "",
+    with_logits: bool = False,
 ) -> int:
     from tqdm.auto import tqdm
 
@@ -246,6 +485,8 @@ def _run_split(
     chunks = iter(pending)
     k = next(chunks)
     buf: list[np.ndarray] = []
+    logit_buf: list[np.ndarray] = []
+    head = model.get_classifier() if with_logits else None
     filled = 0
     with torch.inference_mode():
         for x, rows, errors in loader:
@@ -255,13 +496,24 @@ def _run_split(
             x = (x.float() - mean) / std
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 f = penultimate_features(model, x)
-            buf.append(f.float().cpu().numpy())
+                if head is not None:
+                    logit_buf.append(head(f).float().cpu().numpy())
+            f = f.float().cpu().numpy()
+            bad = ~np.isfinite(f).all(axis=1)
+            if bad.any():  # never written: a NaN probe score would look like a real number
+                row = rows[int(np.argmax(bad))]
+                raise NonFiniteFeaturesError(
+                    f"checkpoint {weights or desc} produced NaN/inf features: first bad row "
+                    f"{row} of {desc} (id {ids[row]}); nothing was written for it"
+                )
+            buf.append(f)
             filled += len(rows)
             bar.update(len(rows))
             r = plan.rows(k)
             if filled == r.stop - r.start:
-                chunk_writer.put(plan.name, k, np.concatenate(buf), labels[r], ids[r])
-                buf, filled = [], 0
+                chunk_writer.put(plan.name, k, np.concatenate(buf), labels[r], ids[r],
+                                 np.concatenate(logit_buf) if head is not None else None)
+                buf, logit_buf, filled = [], [], 0
                 k = next(chunks, -1)
     bar.close()
     return total

@@ -6,22 +6,34 @@ says how they were transcribed and checked). The data layer reads Tables 1 and 3
 datasets and checkpoint presets; the learning layer (``probes.analysis.paper``) reads all three
 for its statistics. Both find the folder through this module, so the location is decided once.
 
-The folder is found relative to this file, which works for a source checkout and an editable
-install (``pip install -e .``). A wheel does not ship ``data/``; reading then fails with a
-``FileNotFoundError`` that says where the files were expected. Parsing uses the standard
-library's :mod:`csv`, so importing the checkpoint and dataset registries stays free of pandas.
+Installs ship the folder as the package ``featurestore.paper_tables`` (``pyproject.toml`` maps
+``data/paper`` onto it with ``package-dir``, for wheels and editable installs alike), so the folder
+is found through :mod:`importlib.resources` first; a plain checkout on ``sys.path`` without an
+install falls back to ``data/paper`` next to this package. Parsing uses the standard library's
+:mod:`csv`, so importing the checkpoint and dataset registries stays free of pandas.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.resources
 from pathlib import Path
 
 __all__ = ["data_dir", "read_rows", "table_path"]
 
 
+#: The package an install ships ``data/paper`` as (see ``[tool.setuptools.package-dir]``).
+PACKAGE = "featurestore.paper_tables"
+
+
 def data_dir() -> Path:
-    """The ``data/paper`` folder of the source tree this module was loaded from."""
+    """The folder of the paper's tables: the installed package's, else the checkout's."""
+    try:
+        installed = importlib.resources.files(PACKAGE)
+    except ModuleNotFoundError:  # a checkout put on sys.path without `pip install`
+        installed = None
+    if isinstance(installed, Path) and installed.is_dir():
+        return installed
     return Path(__file__).resolve().parents[1] / "data" / "paper"
 
 
@@ -29,14 +41,14 @@ def table_path(name: str) -> Path:
     """Path of the table file ``name`` (e.g. ``"table3.csv"``); raises if it is absent.
 
     Raises:
-        FileNotFoundError: the file is not in :func:`data_dir` (typically a non-editable
-            install, which does not ship the repository's ``data/`` folder).
+        FileNotFoundError: the file is not in :func:`data_dir` (an install or checkout that
+            lost part of ``data/paper``).
     """
     path = data_dir() / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: the paper's tables live in the repository's data/paper/, which "
-            "only a source checkout or an editable install (pip install -e .) provides"
+            f"{path} not found: the paper's tables ship in the package {PACKAGE} (the "
+            "repository's data/paper/); reinstall featurestore"
         )
     return path
 

@@ -14,11 +14,17 @@ For each notebook this module
    failing cell shows its traceback in the page;
 3. converts every plotly output (``application/vnd.plotly.v1+json``, the renderer
    :func:`probes.analysis.figures.show` emits) into an HTML ``<div>`` drawn by
-   ``Plotly.newPlot``, and exports the page with nbconvert's lab template altered to **inline
-   plotly.js once in the page head** and to drop the template's CDN scripts (require.js,
-   MathJax, mermaid). The pages therefore render, interactively, with no network;
+   ``Plotly.newPlot``, and exports the page with nbconvert's lab template altered to **load
+   plotly.js from one file of the report** (``plotly.min.js``, written once beside the pages:
+   inlining it made every page ~5 MB) and to drop the template's CDN scripts (require.js,
+   MathJax, mermaid). The pages therefore render, interactively, with no network. Code cells
+   are hidden unless ``show_code``;
 4. writes ``<name>.html`` and the executed ``<name>.ipynb`` into ``out_dir``, plus an
-   ``index.html`` linking them.
+   ``index.html`` linking them, and ``data/<id>.csv``: the tidy data behind every figure and
+   table (:mod:`probes.analysis.report_data`), each row saying its source (store or paper).
+
+Progress (one line per notebook started and finished) goes to the ``progress`` callback; the
+CLI prints it on stderr.
 
 Local store paths are made absolute before injection, because the kernel runs in ``out_dir``.
 """
@@ -26,10 +32,11 @@ Local store paths are made absolute before injection, because the kernel runs in
 from __future__ import annotations
 
 import html
+import importlib.resources
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +57,22 @@ __all__ = [
     "report",
 ]
 
-#: The repository's notebooks (found relative to this file: a source checkout or editable install).
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+def _notebooks_dir() -> Path:
+    """The report's notebooks: the installed package ``featurestore_app.notebooks`` (which
+    ``pyproject.toml`` maps onto the repository's ``notebooks/``, so wheels ship them), else the
+    ``notebooks/`` of a checkout put on ``sys.path`` without an install."""
+    try:
+        installed = importlib.resources.files("featurestore_app.notebooks")
+    except ModuleNotFoundError:
+        installed = None
+    if isinstance(installed, Path) and installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+#: The report's notebooks (``NN_*.py``), from the install or the checkout.
+NOTEBOOKS_DIR = _notebooks_dir()
 #: Environment variable the notebooks read their store URL from.
 STORE_ENV = "FEATURESTORE_URL"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -64,7 +85,7 @@ _TEMPLATE_NAME = "featurestore_report.html.j2"
 _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}
 <script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: 'local'};</script>
-<script type="text/javascript">{{ resources.plotly_js }}</script>
+<script type="text/javascript" src="{{ resources.plotly_src }}"></script>
 {%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
@@ -99,8 +120,8 @@ def notebook_paths(directory: Path | None = None) -> list[Path]:
     paths = sorted(folder.glob("[0-9][0-9]_*.py"))
     if not paths:
         raise FileNotFoundError(
-            f"no notebooks (NN_*.py) in {folder}: they ship with the source repository, so run "
-            "`featurestore report` from a checkout or an editable install (pip install -e .)"
+            f"no notebooks (NN_*.py) in {folder}: the package featurestore_app.notebooks "
+            "ships them; reinstall featurestore"
         )
     return paths
 
@@ -158,7 +179,9 @@ def execute_notebook(
     env = {**os.environ, STORE_ENV: url}
     with tempfile.TemporaryDirectory(prefix="fs-kernel-") as sockets:
         try:
-            _client(nb, cwd, timeout, sockets).execute(env=env)
+            # cleanup_kc: nbclient shuts down only kernels of managers it created itself; ours
+            # would otherwise live on until this process exits ("Parent appears to have exited")
+            _client(nb, cwd, timeout, sockets).execute(env=env, cleanup_kc=True)
         except CellExecutionError as exc:
             last = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
             return nb, (last[-1] if last else type(exc).__name__)
@@ -214,40 +237,71 @@ def _plotly_to_html(nb: Any) -> Any:
     return nb
 
 
-def notebook_html(nb: Any, title: str) -> str:
-    """A standalone HTML page for an executed notebook, plotly.js inlined (module docs)."""
+#: plotly.js, written once per report beside the pages (each page loads it from there).
+PLOTLY_JS = "plotly.min.js"
+#: Folder (inside the report) of the tidy data behind every figure and table.
+DATA_DIR = "data"
+
+
+def notebook_html(nb: Any, title: str, show_code: bool = False,
+                  plotly_src: str = PLOTLY_JS) -> str:
+    """An HTML page for an executed notebook, loading plotly.js from ``plotly_src`` (a path
+    relative to the page; :func:`report` writes the file once). Code cells are left out unless
+    ``show_code``: the report is read for its figures and tables."""
     import copy
 
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
-    from plotly.offline import get_plotlyjs
 
     exporter = HTMLExporter(
         template_name="lab",
         extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
         template_file=_TEMPLATE_NAME,
+        exclude_input=not show_code,
+        exclude_input_prompt=not show_code,
+        exclude_output_prompt=not show_code,
     )
     body, _ = exporter.from_notebook_node(
         _plotly_to_html(copy.deepcopy(nb)),
-        resources={"metadata": {"name": title}, "plotly_js": get_plotlyjs()},
+        resources={"metadata": {"name": title}, "plotly_src": plotly_src},
     )
     return body
 
 
-def _run_one(path: Path, store_url: str, out_dir: Path, timeout: int) -> NotebookRun:
+def _write_plotly_js(out_dir: Path) -> Path:
+    """plotly.js, once per report (rewritten only when the installed version differs)."""
+    from plotly.offline import get_plotlyjs
+
+    path = out_dir / PLOTLY_JS
+    js = get_plotlyjs()
+    if not path.is_file() or path.stat().st_size != len(js.encode("utf-8")):
+        path.write_text(js, encoding="utf-8")
+    return path
+
+
+def _run_one(path: Path, store_url: str, out_dir: Path, timeout: int, show_code: bool,
+             progress: Callable[[str], None]) -> NotebookRun:
     import nbformat
 
+    progress(f"report: {path.stem} running")
     t0 = time.perf_counter()
     nb, error = execute_notebook(path, store_url, out_dir, timeout)
     title = _title(nb, path.stem)
     html_path, ipynb_path = out_dir / f"{path.stem}.html", out_dir / f"{path.stem}.ipynb"
-    nbformat.write(nb, ipynb_path)
-    html_path.write_text(notebook_html(nb, title), encoding="utf-8")
-    return NotebookRun(path.stem, title, html_path, ipynb_path, time.perf_counter() - t0, error)
+    # the text/html copies of the figures (plotly.js inlined in the first, for plain nbconvert)
+    # are regenerated without plotly.js: the report ships it once
+    nbformat.write(_plotly_to_html(nb), ipynb_path)
+    html_path.write_text(notebook_html(nb, title, show_code), encoding="utf-8")
+    seconds = time.perf_counter() - t0
+    progress(f"report: {path.stem} {'FAILED: ' + error if error else 'done'} ({seconds:.1f} s)")
+    return NotebookRun(path.stem, title, html_path, ipynb_path, seconds, error)
 
 
-def _index_html(runs: Sequence[NotebookRun], store_url: str) -> str:
+def _index_html(runs: Sequence[NotebookRun], store_url: str, data: Sequence[str]) -> str:
     from featurestore import __version__
+
+    links = "\n".join(f'<li><a href="{DATA_DIR}/{html.escape(k)}.csv">{html.escape(k)}</a></li>'
+                      for k in data)
 
     items = "\n".join(
         f'<li><a href="{html.escape(r.html_path.name)}">{html.escape(r.title)}</a> '
@@ -263,12 +317,19 @@ def _index_html(runs: Sequence[NotebookRun], store_url: str) -> str:
 <body><h1>featurestore report</h1>
 <p>Store: <code>{html.escape(store_url)}</code><br>
 Generated {html.escape(time.strftime("%Y-%m-%d %H:%M:%S %z"))} by featurestore {__version__}.
-Each page is self-contained (plotly.js inlined) and works offline.</p>
+The pages load plotly.js from <code>{PLOTLY_JS}</code> beside them and work offline.</p>
 <ol>
 {items}
 </ol>
+<h2>Data</h2>
+<p>The tidy data behind every figure and table, one CSV per id; the <code>source</code> column
+says whether a row comes from the store or the paper.</p>
+<ul>
+{links}
+</ul>
 <p>Reproducing: Kornblith, Shlens &amp; Le, <i>Do Better ImageNet Models Transfer Better?</i>
-(CVPR 2019). Settings without store results fall back to the paper's published tables.</p>
+(CVPR 2019). Figures show the paper's published numbers and the store's results side by
+side, each panel labelled with its source.</p>
 </body></html>
 """
 
@@ -279,22 +340,38 @@ def report(
     notebooks: Sequence[Path] | None = None,
     timeout: int = DEFAULT_TIMEOUT,
     jobs: int | None = None,
+    show_code: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Execute the notebooks against ``store_url`` and write the HTML report into ``out_dir``.
 
     Returns the written pages, ``index.html`` first, then one page per notebook (the executed
-    ``.ipynb`` files sit beside them). ``jobs`` notebooks run at once (default: 2, or 1 on a
-    single core): each has its own kernel, and kernel start-up dominates short notebooks.
-    Raises :class:`ReportError` after writing everything if any notebook failed.
+    ``.ipynb`` files sit beside them, the figure data in ``data/``). ``jobs`` notebooks run at
+    once (default: 2, or 1 on a single core): each has its own kernel, and kernel start-up
+    dominates short notebooks. ``progress`` gets one line per notebook started and finished.
+    Raises :class:`featurestore.errors.StoreLocationError` when ``store_url`` names no store,
+    and :class:`ReportError` after writing everything if any notebook failed.
     """
+    from featurestore.store import FeatureStore
+    from probes.analysis.report_data import write_figure_data
+
+    # A mistyped --store fails here, before any page exists, rather than rendering the paper's
+    # numbers alone as if they were the store's (StoreLocationError names the path).
+    FeatureStore(store_url, read_only=True)
+    say = progress or (lambda _line: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = list(notebooks) if notebooks is not None else notebook_paths()
+    t0 = time.perf_counter()
+    data = write_figure_data(_absolute_url(store_url), str(out_dir / DATA_DIR))
+    say(f"report: data/ ({len(data)} figure and table CSVs, {time.perf_counter() - t0:.1f} s)")
+    _write_plotly_js(out_dir)
     workers = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        runs = list(pool.map(lambda p: _run_one(Path(p), store_url, out_dir, timeout), paths))
+        runs = list(pool.map(
+            lambda p: _run_one(Path(p), store_url, out_dir, timeout, show_code, say), paths))
     index = out_dir / "index.html"
-    index.write_text(_index_html(runs, store_url), encoding="utf-8")
+    index.write_text(_index_html(runs, store_url, sorted(data)), encoding="utf-8")
     written = [index, *(r.html_path for r in runs)]
     failures = {r.name: r.error for r in runs if r.error}
     if failures:

@@ -12,16 +12,19 @@
 # ---
 
 # %% [markdown]
-# # ImageNet accuracy vs transfer accuracy (Figures 1 and 2, Table 2)
+# # ImageNet accuracy vs transfer accuracy (Figures 1, 2, 10, 11, 16; Table 2; Section 4.3)
 #
-# Kornblith, Shlens & Le, *Do Better ImageNet Models Transfer Better?*, Sections 3 and 4.1-4.3.
-# Every accuracy is analysed in log odds and plotted on logit-scaled axes. Each setting comes
-# from the feature store's results table when the store has results for it, otherwise from the
-# paper's Table 6 (the table below says which); ImageNet top-1 is the paper's retrained-model
-# column for paper tables and the checkpoint's own published top-1 for store results.
+# Kornblith, Shlens & Le, *Do Better ImageNet Models Transfer Better?*, Sections 3 and 4.1-4.3,
+# Appendices B and D. Every accuracy is analysed in log odds and plotted on logit-scaled axes.
+# Every figure shows the paper's panels (Table 6, against the authors' *retrained* ImageNet
+# top-1 of Table 3) and, beside them, one panel per setting the store has results for
+# (against each checkpoint's own top-1). Each panel's title says its source; the two are
+# never merged, because a store checkpoint and a paper network are different models even
+# when they share a name.
 #
 # Set the store with the `FEATURESTORE_URL` environment variable, or edit `STORE_URL`
-# (`featurestore report --store URL` injects it).
+# (`featurestore report --store URL` injects it; it also writes the data of every figure to
+# `data/<id>.csv`).
 
 # %%
 import os
@@ -29,6 +32,7 @@ import os
 from IPython.display import Markdown, display
 
 from probes.analysis import figures as F
+from probes.analysis import report_data as R
 from probes.analysis import tables as T
 
 # %% tags=["parameters"]
@@ -37,8 +41,18 @@ N_BOOT = 10_000  # bootstrap resamples for the regression band
 
 # %%
 rt = T.results_tables(STORE_URL)
-display(Markdown(f"Store: `{STORE_URL}` — {len(rt.results)} result rows."))
-rt.describe()
+store_settings = list(rt.store_tables)
+display(Markdown(
+    f"Store: `{STORE_URL}` — {len(rt.results)} result rows; settings with store results: "
+    + (", ".join(T.setting_label(s) for s in store_settings) or "none")
+    + ". The paper's panels are always shown."))
+
+
+def sources_of(panels: list[T.Panel]) -> str:
+    """'paper', 'store' or 'paper and store side by side', for a figure title."""
+    found = sorted({p.source for p in panels})
+    return " and ".join(found) + (" side by side" if len(found) > 1 else "")
+
 
 # %% [markdown]
 # ## Figure 1 / Figure 2 (right): mean log odds across datasets
@@ -50,17 +64,16 @@ rt.describe()
 # Blue: least-squares line and 95% bootstrap band.
 
 # %%
-panels = {
-    s: (f"{T.setting_label(s, short=True)} ({rt.source[s]})", t, rt.top1_for(s))
-    for s, t in rt.tables.items()
-}
+fig1 = rt.panels(["logreg", "finetune"])
 F.show(F.fig_mean_log_odds(
-    [panels[s] for s in ("logreg", "finetune") if s in panels],
-    "Figure 1: average transfer accuracy vs ImageNet top-1",
+    [(p.label, p.table, p.top1) for p in fig1],
+    f"Figure 1: average transfer accuracy vs ImageNet top-1 ({sources_of(fig1)})",
     n_boot=N_BOOT,
 ))
+fig2 = rt.panels()
 F.show(F.fig_mean_log_odds(
-    list(panels.values()), "Figure 2 (right): average log odds vs ImageNet top-1", n_boot=N_BOOT
+    [(p.label, p.table, p.top1) for p in fig2],
+    f"Figure 2 (right): average log odds vs ImageNet top-1 ({sources_of(fig2)})", n_boot=N_BOOT,
 ))
 
 # %% [markdown]
@@ -69,24 +82,23 @@ F.show(F.fig_mean_log_odds(
 # Green marks models not significantly worse than the best on that dataset (exact McNemar test
 # for top-1, permutation test for mean per-class accuracy), computed from the per-example test
 # predictions stored with each result. The paper's tables carry no per-example predictions, so
-# for settings taken from the paper, and for datasets that cannot be tested, points stay blue.
+# in the paper's panels, and for datasets that cannot be tested, points stay blue.
 
 # %%
-for setting, table in rt.tables.items():
+for p in rt.panels():
     green, skipped = (
-        T.green_per_dataset(STORE_URL, rt.results, setting)
-        if rt.source[setting] == "store"
+        T.green_per_dataset(STORE_URL, rt.results, p.setting)
+        if p.source == "store"
         else (None, {})
     )
     if green is None:
-        display(Markdown(f"**{T.setting_label(setting)}** (paper, Table 6): no per-example "
+        display(Markdown(f"**{T.setting_label(p.setting)}** (paper, Table 6): no per-example "
                          "predictions, so no per-dataset significance colouring."))
     for dataset, reason in skipped.items():
-        display(Markdown(f"**{T.setting_label(setting)}**, {T.dataset_label(dataset)}: "
+        display(Markdown(f"**{T.setting_label(p.setting)}**, {T.dataset_label(dataset)}: "
                          f"no per-dataset test ({reason})."))
     F.show(F.fig_transfer_vs_imagenet(
-        table, rt.top1_for(setting),
-        f"Figure 2 (left): {T.setting_label(setting)} ({rt.source[setting]})",
+        p.table, p.top1, f"Figure 2 (left): {T.setting_label(p.setting)} ({p.source})",
         green=green, n_boot=N_BOOT,
     ))
 
@@ -98,4 +110,44 @@ for setting, table in rt.tables.items():
 # regression), 0.96 (fine-tuned) and 0.55 (from scratch).
 
 # %%
-T.correlation_table(rt)
+T.correlation_by_panel(rt)
+
+# %% [markdown]
+# ## Section 4.3: small vs large datasets
+#
+# Table 2's correlation over the datasets with fewer than 10,000 training examples and over
+# the rest. The paper, from scratch: r = 0.29 over its 7 small datasets, 0.86 over the 5 large.
+
+# %%
+T.small_vs_large(rt)
+
+# %% [markdown]
+# ## Figure 16: the correlation per dataset against training-set size
+#
+# Per dataset, the Pearson correlation between logit ImageNet top-1 and logit accuracy across
+# models (Fisher z scale) against the training-set size (log scale); each panel's title gives
+# r and p between log size and z. The paper: significant from scratch (p = 0.0002) only.
+
+# %%
+points, fit = T.size_correlation_frame(rt)
+F.show(F.fig_size_correlation(
+    points, fit, f"Figure 16: correlation with ImageNet vs dataset size ({sources_of(fig2)})"))
+
+# %% [markdown]
+# ## Figures 10 and 11: logistic regression on public checkpoints
+#
+# The store's checkpoints are public ones (Figure 10 is the store's logistic-regression panel
+# of Figure 2 above). Figure 11: for each store checkpoint that is one of the paper's networks,
+# its mean log odds over the datasets it was probed on, beside the paper's retrained model of
+# the same network on the same datasets.
+
+# %%
+cells = R.cells(rt)
+fig11 = R.public_vs_retrained(rt, cells)
+if fig11.empty:
+    display(Markdown("No store checkpoint maps to one of the paper's networks with logistic "
+                     "regression results, so there is no Figure 11 comparison."))
+else:
+    F.show(F.fig_public_vs_retrained(fig11, "Figure 11: public checkpoints (store) vs "
+                                     "retrained models (paper)"))
+    display(fig11)

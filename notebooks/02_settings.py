@@ -12,10 +12,11 @@
 # ---
 
 # %% [markdown]
-# # Logistic regression vs fine-tuning vs training from scratch (Figures 6, 7, 17)
+# # Logistic regression vs fine-tuning vs training from scratch (Figures 6, 7, 17, 18)
 #
-# Sections 4.2 and 4.5. Settings are compared only within one source: the store's results when
-# it has at least two settings, otherwise the paper's Table 6.
+# Sections 4.2, 4.4 and 4.5, Appendices E and G. Settings are compared only within one source:
+# each figure is drawn for the paper's Table 6 and, beside it, for the store's results (when
+# the store has the settings it needs); titles say which.
 
 # %%
 import itertools
@@ -24,6 +25,7 @@ import os
 from IPython.display import Markdown, display
 
 from probes.analysis import figures as F
+from probes.analysis import report_data as R
 from probes.analysis import tables as T
 
 # %% tags=["parameters"]
@@ -31,19 +33,24 @@ STORE_URL = os.environ.get("FEATURESTORE_URL", "./featurestore.zarr")
 
 # %%
 rt = T.results_tables(STORE_URL)
-tabs, source = rt.comparable(list(rt.tables))
-display(Markdown(f"Store: `{STORE_URL}`. Settings compared here come from the **{source}**: "
-                 + ", ".join(T.setting_label(s) for s in tabs) + "."))
+by_source = rt.by_source()
+display(Markdown(f"Store: `{STORE_URL}`. Sources: " + "; ".join(
+    f"**{src}**: " + ", ".join(T.setting_label(s) for s in tabs)
+    for src, tabs in by_source.items())))
 
 # %% [markdown]
 # ## Figure 6: accuracy per dataset and setting
 #
 # Bars: mean accuracy across models, with its standard error across models. Points: models.
+# Dashed lines (paper panel): the previous state of the art (Table 4), where transcribed.
 
 # %%
-F.show(F.fig_settings_bars(
-    T.settings_summary(tabs), tabs, f"Figure 6: settings compared per dataset ({source})"
-))
+sota = R.previous_sota()
+for src, tabs in by_source.items():
+    F.show(F.fig_settings_bars(
+        T.settings_summary(tabs), tabs, f"Figure 6: settings compared per dataset ({src})",
+        previous_sota=sota if src == "paper" else None,
+    ))
 
 # %% [markdown]
 # ## Figure 7: fine-tuning vs training from random initialization
@@ -51,23 +58,47 @@ F.show(F.fig_settings_bars(
 # Each point is a model on one dataset; above the dashed line, fine-tuning wins.
 
 # %%
-if {"finetune", "scratch"} <= set(tabs):
-    F.show(F.fig_setting_scatter_by_dataset(
-        tabs["scratch"], tabs["finetune"], "scratch", "finetune",
-        f"Figure 7: fine-tuned vs from scratch ({source})",
-    ))
-else:
-    F.show(F.empty_figure(
-        "Figure 7: fine-tuned vs from scratch",
-        f"the {source} has no fine-tune and from-scratch results to pair",
-    ))
+for src, tabs in by_source.items():
+    if {"finetune", "scratch"} <= set(tabs):
+        F.show(F.fig_setting_scatter_by_dataset(
+            tabs["scratch"], tabs["finetune"], "scratch", "finetune",
+            f"Figure 7: fine-tuned vs from scratch ({src})",
+        ))
+    else:
+        display(Markdown(f"Figure 7 ({src}): no fine-tune and from-scratch results to pair."))
 
 # %% [markdown]
 # ## Figure 17: every pair of settings
 
 # %%
-pairs = list(itertools.combinations(tabs, 2))
-F.show(F.fig_setting_pairs(tabs, pairs, f"Figure 17: pairs of settings ({source})"))
+for src, tabs in by_source.items():
+    pairs = list(itertools.combinations(tabs, 2))
+    F.show(F.fig_setting_pairs(tabs, pairs, f"Figure 17: pairs of settings ({src})"))
+
+# %% [markdown]
+# ## Figure 18: SVM and logistic regression with augmentation (store)
+#
+# Appendix G: the paper prints no table for these settings, so they come from the store alone.
+# Top: SVM; bottom: logistic regression with data augmentation. Per dataset against ImageNet
+# top-1 (A, E), against logistic regression without augmentation (C, G) and fine-tuning (D, H).
+
+# %%
+store = by_source.get("store", {})
+drawn = False
+for setting in ("svm", "logreg_aug"):
+    if setting not in store:
+        continue
+    drawn = True
+    F.show(F.fig_transfer_vs_imagenet(
+        store[setting], rt.top1["store"],
+        f"Figure 18: {T.setting_label(setting)} vs ImageNet top-1 (store)"))
+    pairs = [(a, b) for a, b in (("logreg", setting), (setting, "finetune"))
+             if a in store and b in store]
+    F.show(F.fig_setting_pairs(store, pairs,
+                               f"Figure 18: {T.setting_label(setting)} vs other settings (store)"))
+if not drawn:
+    display(Markdown("The store has no SVM or augmented logistic-regression results "
+                     "(`featurestore probe --solver svm`, `featurestore logreg-aug`)."))
 
 # %% [markdown]
 # ## How often one setting beats another (Sections 4.2, 4.5)
@@ -77,13 +108,14 @@ F.show(F.fig_setting_pairs(tabs, pairs, f"Figure 17: pairs of settings ({source}
 # (significant on every dataset but Caltech-101) and training from scratch in 189 of 192.
 
 # %%
-for better, worse in [("finetune", "logreg"), ("finetune", "scratch"), ("logreg", "svm")]:
-    if better not in tabs or worse not in tabs:
-        continue
-    cmp = T.setting_comparison(tabs[better], tabs[worse])
-    display(Markdown(
-        f"**{T.setting_label(better)} > {T.setting_label(worse)}** in {cmp['a_better']} of "
-        f"{cmp['pairs']} cells ({cmp['ties']} ties)."
-    ))
-    if cmp["wilcoxon"] is not None:
-        display(cmp["wilcoxon"])
+for src, tabs in by_source.items():
+    for better, worse in [("finetune", "logreg"), ("finetune", "scratch"), ("logreg", "svm")]:
+        if better not in tabs or worse not in tabs:
+            continue
+        cmp = T.setting_comparison(tabs[better], tabs[worse])
+        display(Markdown(
+            f"({src}) **{T.setting_label(better)} > {T.setting_label(worse)}** in "
+            f"{cmp['a_better']} of {cmp['pairs']} cells ({cmp['ties']} ties)."
+        ))
+        if cmp["wilcoxon"] is not None:
+            display(cmp["wilcoxon"])

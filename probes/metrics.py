@@ -5,7 +5,9 @@
   Aircraft, Oxford-IIIT Pets, Caltech-101, Oxford 102 Flowers); equals scikit-learn's
   ``balanced_accuracy_score``.
 - ``voc11_map``: PASCAL VOC 2007 11-point interpolated average precision, averaged over
-  classes (VOC 2007 classification).
+  classes (VOC 2007 classification). Entries flagged *difficult* are left out of both the
+  positives and the negatives, as the VOC devkit does (``ignore``: the loader's
+  ``VOC2007.difficult_mask(split)``); scoring them as negatives lowers the AP.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ def mean_per_class(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(np.mean(correct / counts))
 
 
-def voc11_ap(y_true: ArrayLike, scores: ArrayLike) -> float:
+def voc11_ap(y_true: ArrayLike, scores: ArrayLike, ignore: ArrayLike | None = None) -> float:
     """PASCAL VOC 2007 11-point interpolated AP for one class.
+
+    ``ignore`` (bool ``[N]``) drops those examples before ranking (the devkit's difficult).
 
     Rank examples by decreasing score (stable for ties, like the devkit's ``sort``), compute
     precision/recall after each rank, and average over recall thresholds
@@ -64,6 +68,9 @@ def voc11_ap(y_true: ArrayLike, scores: ArrayLike) -> float:
     """
     yt = np.asarray(y_true).astype(bool).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
+    if ignore is not None:
+        keep = ~np.asarray(ignore).astype(bool).ravel()
+        yt, s = yt[keep], s[keep]
     npos = int(yt.sum())
     if npos == 0:
         raise ProbeInputError("average precision is undefined for a class with no positives")
@@ -79,8 +86,11 @@ def voc11_ap(y_true: ArrayLike, scores: ArrayLike) -> float:
     return ap / 11.0
 
 
-def voc11_map(y_true: ArrayLike, scores: ArrayLike) -> float:
+def voc11_map(y_true: ArrayLike, scores: ArrayLike, ignore: ArrayLike | None = None) -> float:
     """Mean over classes of :func:`voc11_ap`; ``y_true`` is an ``[N, C]`` 0/1 matrix.
+
+    ``ignore`` (``[N, C]``, nonzero = difficult) leaves those (image, class) entries out of that
+    class's AP, neither positive nor negative.
 
     Classes without any positive example in ``y_true`` are skipped (their AP is undefined);
     VOC 2007's test split has positives for all 20 classes.
@@ -99,10 +109,13 @@ def voc11_map(y_true: ArrayLike, scores: ArrayLike) -> float:
         raise ProbeInputError("scores contain NaN or inf")
     if not np.isin(yt, (0, 1)).all():
         raise ProbeInputError("multi-label targets must be a 0/1 matrix")
-    present = np.flatnonzero(yt.sum(axis=0) > 0)
+    ig = np.zeros(yt.shape, dtype=bool) if ignore is None else np.asarray(ignore).astype(bool)
+    if ig.shape != yt.shape:
+        raise ProbeInputError(f"ignore mask {ig.shape} and labels {yt.shape} differ in shape")
+    present = np.flatnonzero((yt.astype(bool) & ~ig).sum(axis=0) > 0)
     if present.size == 0:
         raise ProbeInputError("no class has a positive example; mAP is undefined")
-    return float(np.mean([voc11_ap(yt[:, k], s[:, k]) for k in present]))
+    return float(np.mean([voc11_ap(yt[:, k], s[:, k], ig[:, k]) for k in present]))
 
 
 METRICS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
@@ -112,15 +125,20 @@ METRICS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
 }
 
 
-def score(metric_name: str, y_true: ArrayLike, pred_or_scores: ArrayLike) -> float:
+def score(metric_name: str, y_true: ArrayLike, pred_or_scores: ArrayLike,
+          ignore: ArrayLike | None = None) -> float:
     """Evaluate ``METRICS[metric_name]``.
 
     For ``top1`` and ``mean_per_class``, ``pred_or_scores`` may be labels ``[N]`` or scores
     ``[N, C]``; scores are turned into labels by ``argmax`` (column ``j`` is class ``j``).
-    ``voc11_map`` needs scores ``[N, C]``.
+    ``voc11_map`` needs scores ``[N, C]`` and takes the ``ignore`` mask of difficult entries.
     """
     if metric_name not in METRICS:
         raise ProbeInputError(f"unknown metric {metric_name!r}; choose from {sorted(METRICS)}")
+    if ignore is not None:
+        if metric_name != "voc11_map":
+            raise ProbeInputError(f"metric {metric_name!r} has no ignore mask (voc11_map does)")
+        return voc11_map(y_true, pred_or_scores, ignore)
     p = np.asarray(pred_or_scores)
     if metric_name != "voc11_map" and p.ndim == 2:
         if p.shape[0] == 0:

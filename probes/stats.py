@@ -6,8 +6,8 @@ Conventions used throughout:
   analysed after the logit transform, because the paper treats model and dataset effects as
   additive in log odds (Section 3): a 1% gain means something different at 50% than at 99%.
 * A *table* is a ``pandas.DataFrame`` with one row per model and one column per dataset (the
-  layout of the paper's Table 6; see :mod:`probes.analysis.paper`). ImageNet top-1 is a ``pandas.Series``
-  indexed by model.
+  layout of the paper's Table 6; see :mod:`probes.analysis.paper`). ImageNet top-1 is a
+  ``pandas.Series`` indexed by model.
 * Functions that relate ImageNet accuracy to a table align the two on their common models.
 * Results with several numbers are plain dicts, so that they drop straight into a DataFrame row.
 
@@ -459,6 +459,15 @@ def paired_t_across_datasets(
     labels. Returns ``t``, ``p`` (two-sided), ``df`` and ``mean_diff`` (mean logit a - b).
     """
     xa, xb = _paired_logits(table_a, table_b)
+    diff = xa - xb
+    mean_diff = float(np.mean(diff))
+    if float(np.ptp(diff)) <= 1e-12 * max(1.0, abs(mean_diff)):
+        # Identical differences on every dataset: no variance, so the t statistic is infinite
+        # (p = 0) for a non-zero difference and undefined (p = 1, no evidence) for none. scipy
+        # would warn of catastrophic cancellation and return an unreliable value instead.
+        return {"t": float(np.sign(mean_diff) * np.inf) if mean_diff else float("nan"),
+                "p": 0.0 if mean_diff else 1.0, "df": float(xa.size - 1),
+                "mean_diff": mean_diff}
     res = stats.ttest_rel(xa, xb)
     return {
         "t": float(res.statistic),

@@ -13,7 +13,9 @@ import numpy as np
 
 def variant_string(k: int, subset_seed: int) -> str:
     """The results-table variant of a data-size-study row: ``"k=K,subset_seed=S"``."""
-    return f"k={k},subset_seed={subset_seed}"
+    from featurestore.results.schema import subset_variant
+
+    return subset_variant(k, subset_seed)
 
 
 def per_class_subset(labels: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -3,6 +3,11 @@
 The model comes back in eval mode together with what extraction and provenance need: the timm data
 config (input size, interpolation, mean/std), the feature dimension, where the weights came from and
 their sha256.
+
+timm's pretrained weights are looked up in the local caches first (Hugging Face hub cache, torch
+hub cache) and loaded from there without touching the network. Only when they are not cached is
+the hub asked, and only after a short connectivity probe: offline, Hugging Face's client would
+otherwise retry for about 50 s before failing with a message about its own internals.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import threading
+import urllib.error
+import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,26 +231,108 @@ def load_checkpoint(
         source = f"package:{info.package_weights.split(':')[0]} ({path.name})"
         digest = sha256_file(path)
     else:
-        model, source, digest = _timm_pretrained(arch)
+        model, source, digest = _timm_pretrained(name, arch, dict(model.pretrained_cfg or {}))
     model.eval()
     data_config = timm.data.resolve_data_config({}, model=model)
     feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
     return LoadedCheckpoint(info, model, data_config, source, digest, feature_dim)
 
 
-def _timm_pretrained(arch: str) -> tuple[nn.Module, str, str]:
-    """timm's own pretrained loading (hub or local cache); a clear error when it cannot."""
-    import timm
+#: Seconds the connectivity probe waits for the hub (name lookup + TCP connect) before calling
+#: it unreachable: long enough for a slow network, short next to the client's own ~50 s of retries.
+PROBE_TIMEOUT = 3.0
+_ALTERNATIVES = {"pytorch_model.bin": "model.safetensors",
+                 "open_clip_pytorch_model.bin": "open_clip_model.safetensors"}
 
+
+def cached_weights(cfg: dict[str, Any]) -> Path | None:
+    """The local file timm would load for pretrained config ``cfg``, if a cache already holds it.
+
+    Looks where timm's loaders look: an explicit ``file``, the Hugging Face hub cache (the
+    ``.safetensors`` alternative first, as timm does) and torch hub's checkpoint folder for a
+    plain ``url``. Never touches the network.
+    """
+    if cfg.get("file") and Path(cfg["file"]).is_file():
+        return Path(cfg["file"])
+    hub_id = cfg.get("hf_hub_id")
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = hub_id.partition("@")
+        wanted = cfg.get("hf_hub_filename") or "pytorch_model.bin"
+        for filename in (_ALTERNATIVES.get(wanted), wanted):
+            if filename:
+                hit = try_to_load_from_cache(repo, filename, revision=revision or None)
+                if isinstance(hit, str) and Path(hit).is_file():
+                    return Path(hit)
+    url = cfg.get("url")
+    if url:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
+        if path.is_file():
+            return path
+    return None
+
+
+def hub_reachable(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether an HTTP server answers ``url`` (any status: an answer is an answer) within
+    ``timeout`` seconds, through the proxy the environment names, as the hub client would.
+
+    A TCP connect is not enough: sandboxes and captive networks accept connections to any
+    address and then never answer. Run in a thread because name lookup has no timeout.
+    """
+    answered: list[bool] = []
+
+    def ask() -> None:
+        request = urllib.request.Request(url, method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                answered.append(True)
+        except urllib.error.HTTPError:  # 4xx/5xx: the server is there
+            answered.append(True)
+        except (OSError, ValueError):  # URLError, timeouts, resets, a malformed endpoint
+            answered.append(False)
+
+    probe = threading.Thread(target=ask, daemon=True)
+    probe.start()
+    probe.join(timeout + 0.5)
+    return bool(answered and answered[0])
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's first line, whole: third-party messages run to paragraphs, and cutting one
+    at a fixed width left errors that ended mid-word."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _timm_pretrained(name: str, arch: str, cfg: dict[str, Any]) -> tuple[nn.Module, str, str]:
+    """timm's pretrained weights for ``arch``: from a local cache without any network call, else
+    downloaded by timm once a probe showed the hub answers; one clear error otherwise."""
+    import timm
+    from huggingface_hub import constants as hf
+
+    hint = "pass --weights PATH (a state dict or .safetensors file) or --weights random"
+    remote = cfg.get("hf_hub_id") or cfg.get("url")
+    cached = cached_weights(cfg)
+    if cached is None and remote:
+        where = cfg.get("hf_hub_id") or cfg["url"]
+        if hf.HF_HUB_OFFLINE:
+            raise WeightsUnavailableError(
+                f"weights for {name} ({where}) are not cached and the hub is unreachable "
+                f"(HF_HUB_OFFLINE is set); {hint}"
+            )
+        endpoint = hf.ENDPOINT if cfg.get("hf_hub_id") else cfg["url"]
+        if not hub_reachable(endpoint):
+            raise WeightsUnavailableError(
+                f"weights for {name} ({where}) are not cached and the hub is unreachable "
+                f"({endpoint} did not answer within {PROBE_TIMEOUT:g} s); {hint}"
+            )
+    overlay = {"file": str(cached), "source": ""} if cached is not None else None
     try:
-        model = timm.create_model(arch, pretrained=True)
-    except Exception as e:  # network, missing cache, no pretrained tag: all the same to the user
-        cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay)
+    except Exception as e:  # a failed download, a damaged cache file, no pretrained tag
         raise WeightsUnavailableError(
-            f"no pretrained weights for {arch!r} ({type(e).__name__}: {str(e)[:160]}). Either let "
-            f"timm download them (network) into {cache}, or pass --weights PATH to a state dict or "
-            ".safetensors file for this architecture, or --weights random for a random init"
+            f"no pretrained weights for {name} ({_first_line(e)}); {hint}"
         ) from e
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
     src = cfg.get("hf_hub_id") or cfg.get("url") or "timm"
     return model, f"timm:{src}", sha256_state_dict(model.state_dict())

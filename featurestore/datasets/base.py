@@ -12,6 +12,8 @@ only plain data (paths, arrays, lists) as attributes.
 from __future__ import annotations
 
 import hashlib
+import re
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from featurestore.errors import CorruptImageError, DatasetRootError
+from featurestore.errors import CorruptImageError, DatasetRootError, ImageTooLargeError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -149,16 +151,86 @@ def ids_digest(ids: list[str]) -> str:
     return h.hexdigest()
 
 
+def set_max_pixels(limit: int) -> None:
+    """Raise (or lower) the decompression-bomb guard of :func:`open_image` in this process.
+
+    Pillow keeps the limit in a module global; DataLoader workers that are forked inherit it and
+    :mod:`featurestore.extract` sets it again in each worker, so ``--max-pixels`` holds everywhere.
+    """
+    Image.MAX_IMAGE_PIXELS = int(limit)
+
+
 def open_image(path: Path | str) -> Image.Image:
-    """Decode an image file fully to RGB, turning every decoder failure into one named error."""
+    """Decode an image file fully to 8-bit RGB, turning every decoder failure into one named error.
+
+    16-bit and 32-bit integer images are scaled by their bit depth and float images by their value
+    range (``[0, 1]`` or ``[0, 255]``), because ``Image.convert("RGB")`` clips them instead (a
+    16-bit PNG comes out almost white, a float TIFF binarised). An image with more pixels than the
+    limit (:func:`set_max_pixels`) is refused before it is decoded.
+    """
     try:
-        with Image.open(path) as im:
-            im.load()  # forces decoding now, so truncated files fail here and not in a worker
-            return im.convert("RGB")
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its limit: make the limit the limit.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()  # forces decoding now, so truncated files fail here and not in a worker
+                return _to_rgb8(im, path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)):,} pixels" if found else "more pixels than allowed"
+        raise ImageTooLargeError(
+            f"image {path} has {size}, over the limit of {Image.MAX_IMAGE_PIXELS:,} "
+            "(decompression-bomb guard; if the file is trusted, raise it with "
+            "`featurestore extract --max-pixels N`)"
+        ) from e
     except FileNotFoundError as e:
         raise CorruptImageError(f"image file not found: {path}") from e
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
         raise CorruptImageError(f"cannot decode image {path}: {e}") from e
+
+
+#: Pillow modes holding one channel of more than 8 bits, which ``convert("RGB")`` would clip.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _to_rgb8(im: Image.Image, path: Path | str) -> Image.Image:
+    """``im`` as 8-bit RGB, scaling high-bit-depth and float pixels into 0..255 first."""
+    if im.mode not in _WIDE_MODES:
+        return im.convert("RGB")
+    a = np.asarray(im)
+    if im.mode == "F":
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if not np.isfinite(a).all():
+            raise CorruptImageError(f"float image {path} contains NaN or inf pixels")
+        if lo >= 0.0 and hi <= 1.0:
+            scale = 255.0
+        elif lo >= 0.0 and hi <= 255.0:
+            scale = 1.0
+        else:
+            raise CorruptImageError(
+                f"float image {path} has values in [{lo:.4g}, {hi:.4g}]; only [0, 1] or [0, 255] "
+                "can be read as intensities (convert it to 8-bit first)"
+            )
+        g = np.clip(np.rint(a.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+    else:
+        bits = 16 if im.mode.startswith("I;16") else _int_bit_depth(im, a)
+        if a.size and a.min() < 0:
+            raise CorruptImageError(f"image {path} has negative pixel values (signed {im.mode})")
+        g = np.rint(a.astype(np.float64) * (255.0 / (2**bits - 1))).astype(np.uint8)
+    return Image.fromarray(g, mode="L").convert("RGB")
+
+
+def _int_bit_depth(im: Image.Image, a: np.ndarray) -> int:
+    """Bit depth of a 32-bit-integer ("I") image: TIFF records it; a PNG in mode "I" is 16-bit;
+    otherwise the smallest of 8/16/32 bits that holds the largest value."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None and 258 in tags:  # TIFF BitsPerSample
+        bps = tags[258]
+        return int(bps[0] if isinstance(bps, tuple) else bps)
+    if im.format == "PNG":
+        return 16
+    top = int(a.max()) if a.size else 0
+    return 8 if top <= 255 else 16 if top <= 65535 else 32
 
 
 def stratified_holdout(

@@ -1,8 +1,16 @@
-"""Any ``<root>/<split>/<class>/<image>`` tree (torchvision's ImageFolder layout, one per split)."""
+"""Any ``<root>/<split>/<class>/<image>`` tree (torchvision's ImageFolder layout, one per split).
+
+Every tree is the dataset ``imagefolder``, so two trees extracted into one store would share an
+entry. The entry therefore records the tree it came from (:meth:`ImageFolder.identity`, the
+resolved root) and a second tree under the same name is refused (``extract`` checks it); the user
+names each tree (``extract --name NAME``, :meth:`ImageFolder.named`) to keep both.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -18,6 +26,8 @@ from featurestore.errors import DatasetRootError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 VAL_FRACTION = 0.2
+#: A store entry name: a path segment that is neither hidden nor a Zarr key separator.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
 @dataclass
@@ -68,6 +78,30 @@ class ImageFolder(Dataset):
     def label_names(self) -> list[str]:  # type: ignore[override]
         self._all_splits()
         return list(self._classes)
+
+    def named(self, name: str) -> ImageFolder:
+        """Store this tree's features under ``name`` instead of ``imagefolder`` (so several
+        trees live side by side in one store). Registered dataset names are refused: an entry
+        called ``digits`` that is not digits would mislead every later reader."""
+        from featurestore.datasets import REGISTRY
+
+        if not _NAME.match(name):
+            raise DatasetRootError(
+                f"--name {name!r}: use letters, digits and _ . + - (at most 64, not starting "
+                "with a dot)")
+        if name in REGISTRY and name != "imagefolder":
+            raise DatasetRootError(
+                f"--name {name!r} is a registered dataset; choose another name for this tree")
+        self.name = name  # type: ignore[misc]  # shadows the class default for this tree
+        return self
+
+    def identity(self) -> str | None:
+        """The tree the features come from (its resolved root): part of the entry's identity,
+        so a different tree under the same name is an error, not a silent ``skipped``."""
+        return str(self.root.resolve()) if self.root is not None else None
+
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "identity": self.identity()}
 
     def read(self, sample_id: str) -> Image.Image:
         assert self.root is not None

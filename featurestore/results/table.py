@@ -8,7 +8,13 @@ never touch the same object (each row has its own id).
 
 A row is identified by ``(ckpt, dataset, setting, variant)``: ``setting`` is ``logreg``, ``svm``,
 ``logreg_aug``, ``finetune`` or ``scratch``; ``variant`` distinguishes runs of the same setting
-(``""`` by default; e.g. ``"k=10,subset_seed=0"`` in the data-size study).
+(``""`` by default; e.g. ``"k=10,subset_seed=0"`` in the data-size study). What a row holds is
+defined once, in :mod:`featurestore.results.schema`: rows go in and come out through
+:class:`~featurestore.results.schema.ResultRow`.
+
+One result per key: :meth:`ResultsTable.append` checks for an existing row and appends under the
+store backend's lock of that key, so concurrent jobs of the same key write one row and the others
+are told to skip (``force`` appends a newer row; readers take the latest).
 """
 
 from __future__ import annotations
@@ -16,11 +22,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import warnings
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import zarr
+
+from featurestore.results.schema import ResultRow, RowFormatError
+
+
+class _Backend(Protocol):
+    def lock(self, key: str, wait: float) -> AbstractContextManager[None]: ...
 
 
 class _Store(Protocol):
@@ -28,14 +43,18 @@ class _Store(Protocol):
 
     url: str
     root: zarr.Group
+    backend: _Backend
+
 
 RESULTS = "_results"
-SETTINGS = ("logreg", "svm", "logreg_aug", "finetune", "scratch")
+#: How long an append waits for another process appending the same key (a few object writes).
+APPEND_WAIT_S = 600.0
 #: Columns every row has, in display order (rows may carry more).
 COLUMNS = [
     "result_id", "created", "ckpt", "dataset", "setting", "variant", "metric", "test_metric",
     "param_name", "best_param", "hyperparams", "val_curve", "n_train", "n_test", "imagenet_top1",
-    "device", "timings", "versions", "test_ids_sha256", "weights_sha256",
+    "device", "timings", "versions", "test_ids_sha256", "weights_sha256", "subset", "features",
+    "curve_steps",
 ]
 
 
@@ -91,33 +110,62 @@ class ResultsTable:
             return None
         return root.create_group(RESULTS)
 
-    def _rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[ResultRow]:
+        """Every complete row, parsed through the schema, oldest first.
+
+        A stored row the schema cannot read (no ``ckpt``, say) is left out with a warning
+        rather than failing every reader of the table.
+        """
         g = self._group()
         if g is None:
             return []
         rows = []
         for name, arr in g.arrays():
             attrs = arr.attrs.asdict()
-            if attrs.get("status") == "complete":
-                rows.append({"result_id": name, **attrs["row"]})
-        rows.sort(key=lambda r: (r.get("created", ""), r["result_id"]))
+            if attrs.get("status") != "complete":
+                continue
+            try:
+                rows.append(ResultRow.from_record({**attrs["row"], "result_id": name}))
+            except (RowFormatError, KeyError, TypeError, ValueError) as exc:
+                warnings.warn(f"result {name} in {self.store.url} is unreadable: {exc}",
+                              stacklevel=2)
+        rows.sort(key=lambda r: (r.created or "", r.result_id or ""))
         return rows
 
-    def append(self, row: dict[str, Any], predictions: np.ndarray) -> str:
-        """Add a row with its per-example test predictions; returns its ``result_id``."""
-        required = ("ckpt", "dataset", "setting", "metric", "test_metric")
-        missing = [k for k in required if k not in row]
-        if missing:
-            raise ValueError(f"result row lacks {', '.join(missing)}")
-        if row["setting"] not in SETTINGS:
-            raise ValueError(f"unknown setting {row['setting']!r} (one of {', '.join(SETTINGS)})")
+    def _rows(self) -> list[dict[str, Any]]:
+        return [r.to_record() for r in self.rows()]
+
+    def lock(self, key: tuple[str, str, str, str], wait: float = APPEND_WAIT_S
+             ) -> AbstractContextManager[None]:
+        """The backend's exclusive lock of one result key (ckpt, dataset, setting, variant)."""
+        return self.store.backend.lock(f"{RESULTS}/" + "/".join(key), wait)
+
+    def append(self, row: ResultRow | Mapping[str, Any], predictions: np.ndarray, *,
+               force: bool = False, wait: float = APPEND_WAIT_S) -> str | None:
+        """Add a row with its per-example test predictions; returns its ``result_id``, or
+        None when a row of the same key is already there (and not ``force``).
+
+        The check and the append run under the key's lock, so of several concurrent jobs of one
+        key exactly one writes. A mapping is parsed through the schema first (a row missing a
+        required field or naming an unknown setting raises ``ValueError``).
+        """
+        if not isinstance(row, ResultRow):
+            row = ResultRow.from_record(row)
         preds = np.asarray(predictions)
+        with self.lock(row.key, wait):
+            if not force and self.exists(*row.key):
+                return None
+            return self._write(row, preds)
+
+    def _write(self, row: ResultRow, preds: np.ndarray) -> str:
         dtype = "float32" if preds.ndim == 2 else "int32"
+        record = row.to_record()
+        for name in ("result_id", "created", "n_test", "versions"):
+            record.pop(name, None)
         full = {
-            "variant": "",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": library_versions(),
-            **row,
+            **record,
             "n_test": int(preds.shape[0]),
         }
         result_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:10]}"
@@ -136,11 +184,7 @@ class ResultsTable:
         return result_id
 
     def exists(self, ckpt: str, dataset: str, setting: str, variant: str = "") -> bool:
-        return any(
-            (r["ckpt"], r["dataset"], r["setting"], r.get("variant", "")) ==
-            (ckpt, dataset, setting, variant)
-            for r in self._rows()
-        )
+        return any(r.key == (ckpt, dataset, setting, variant) for r in self.rows())
 
     def frame(self) -> pd.DataFrame:
         """Every complete row as a DataFrame (dict/list fields stay Python objects)."""

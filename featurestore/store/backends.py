@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import zarr
 from zarr.storage import FsspecStore, LocalStore
 
 from featurestore.errors import EntryNotFoundError
-from featurestore.store import locking
+from featurestore.store import locking, swap
 
 
 class Backend:
@@ -81,12 +79,8 @@ class LocalBackend(Backend):
         return LocalStore(self.local_root, read_only=read_only)
 
     def move(self, src: str, dst: str) -> None:
-        s, d = self.local_root / src, self.local_root / dst
-        trash = d.with_name(d.name + f".old-{time.time_ns()}")
-        if d.exists():
-            d.rename(trash)
-        s.rename(d)
-        shutil.rmtree(trash, ignore_errors=True)
+        # Atomic exchange where possible; otherwise recoverable on the next open (swap.recover).
+        swap.replace_dir(self.local_root / src, self.local_root / dst)
 
     def nbytes(self, prefix: str) -> int:
         base = self.local_root / prefix
@@ -110,12 +104,30 @@ class FsspecBackend(Backend):
 
 
 class HttpBackend(Backend):
+    """A store served by ``featurestore serve``.
+
+    Reads go through fsspec's HTTP filesystem. It lists a folder by reading the links of the
+    folder's HTML page, which the service answers for every folder key under ``/zarr``: that is
+    how Zarr finds the groups it cannot name in advance (the rows of the results table). When
+    ``FEATURESTORE_TOKEN`` is set, every request carries ``Authorization: Bearer <token>``.
+    """
+
+    def _options(self) -> dict[str, Any]:
+        import os
+
+        token = os.environ.get("FEATURESTORE_TOKEN")
+        return {"headers": {"Authorization": f"Bearer {token}"}} if token else {}
+
+    def zarr_store(self, read_only: bool) -> zarr.abc.store.Store:
+        return FsspecStore.from_url(self.url, read_only=read_only,
+                                    storage_options=self._options())
+
     def served_entries(self, include_incomplete: bool) -> list[dict[str, Any]]:
         import fsspec
 
         base = self.url.rstrip("/").removesuffix("/zarr")
         flag = "true" if include_incomplete else "false"
-        with fsspec.open(f"{base}/entries?all={flag}", "rb") as f:
+        with fsspec.open(f"{base}/entries?all={flag}", "rb", **self._options()) as f:
             return json.loads(f.read())
 
     def lock(self, key: str, wait: float) -> contextlib.AbstractContextManager[None]:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from featurestore.errors import EntryNotFoundError, StoreFormatError
-from featurestore.store import chunkio
+from featurestore.errors import DamagedEntryError, EntryNotFoundError, StoreFormatError
+from featurestore.store import chunkio, integrity
 from featurestore.store.backends import Backend, backend_for
 from featurestore.store.layout import (
     ATTR,
@@ -27,6 +27,7 @@ from featurestore.store.layout import (
     STAGING_SUFFIX,
     entry_key,
 )
+from featurestore.store.location import open_root
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -46,6 +47,10 @@ class EntryInfo:
     feature_dim: int | None
     nbytes: int  # -1 unless asked for (entries(sizes=True))
     provenance: dict[str, Any] = field(repr=False)
+    #: "verified" (every chunk carries a crc32c, checked on read), "unverified" (written before
+    #: checksums: flipped bits go unnoticed) or "damaged" (then ``reason`` says why)
+    integrity: str = integrity.VERIFIED
+    reason: str = ""
 
     @property
     def complete(self) -> bool:
@@ -60,6 +65,8 @@ class EntryInfo:
             "n": sum(self.splits.values()),
             "d": self.feature_dim,
             "nbytes": self.nbytes,
+            "integrity": self.integrity,
+            "reason": self.reason,
         }
 
 
@@ -70,13 +77,18 @@ class FeatureStore:
     >>> X, y = fs.load("efficientnet_lite0", "digits", "train")
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, read_only: bool = False) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, *, read_only: bool = False, create: bool | None = None
+    ) -> None:
+        """``create`` (default: ``not read_only``) lets a new store be made at ``url``; with
+        ``create=False`` a missing store is a :class:`StoreLocationError` (read commands)."""
         self.url = str(url)
         self.read_only = read_only
         self.backend: Backend = backend_for(self.url)
-        self._store = self.backend.zarr_store(read_only)
-        mode = "r" if read_only else "a"
-        self.root = zarr.open_group(self._store, mode=mode, zarr_format=3)
+        self._store, self.root = open_root(
+            self.backend, self.url, read_only=read_only,
+            create=not read_only if create is None else create,
+        )
         if not read_only and ATTR not in self.root.attrs:
             self.root.attrs[ATTR] = {"format_version": FORMAT_VERSION, "kind": "featurestore"}
         version = (self.root.attrs.get(ATTR) or {}).get("format_version", FORMAT_VERSION)
@@ -104,13 +116,11 @@ class FeatureStore:
         if served is not None:
             return self._served_entries(served, sizes)
         out: list[EntryInfo] = []
-        for ckpt in sorted(self.root.group_keys()):
+        for ckpt in self._children(""):
             if ckpt.startswith("_"):
                 continue
-            cgroup = self.root[ckpt]
-            assert isinstance(cgroup, zarr.Group)
-            for ds in sorted(cgroup.group_keys()):
-                if ds.endswith(STAGING_SUFFIX):
+            for ds in self._children(ckpt):
+                if ds.endswith(STAGING_SUFFIX) or ".old-" in ds:
                     continue
                 info = self._entry_info(ckpt, ds, sizes)
                 if info.complete or include_incomplete:
@@ -125,22 +135,46 @@ class FeatureStore:
             out.append(info)
         return out
 
+    def _children(self, prefix: str) -> list[str]:
+        """Names directly under ``prefix``, listed from the store itself (sorted).
+
+        Not ``Group.group_keys()``: that parses every child's ``zarr.json``, so one corrupt entry
+        would break the listing of the whole store.
+        """
+        from zarr.core.sync import sync
+
+        async def names() -> list[str]:
+            return [k async for k in self.root.store.list_dir(prefix)]
+
+        return sorted(n for n in sync(names()) if n != "zarr.json" and "." != n[:1])
+
     def _entry_info(self, ckpt: str, dataset: str, sizes: bool = False) -> EntryInfo:
-        group = self.root[f"{ckpt}/{dataset}"]
-        prov = dict(group.attrs.get(ATTR) or {})
-        splits = {
-            s: int(group[f"{s}/features"].shape[0])
-            for s in prov.get("split_names", [])
-            if f"{s}/features" in group
-        }
+        """The entry's catalog row; an entry whose metadata cannot be read is ``damaged``."""
+        nbytes = self._nbytes(f"{ckpt}/{dataset}") if sizes else -1
+        try:
+            group = self.root[f"{ckpt}/{dataset}"]
+            prov = dict(group.attrs.get(ATTR) or {})
+            names = list(prov.get("split_names", []))
+            features = {s: group[f"{s}/features"] for s in names}
+            # the other arrays are only looked for here (opening each costs a round trip to
+            # Zarr's event loop on every load); a corrupt one is refused when it is read
+            for s in names:
+                for a in integrity.SPLIT_ARRAYS[1:]:
+                    if not self._array_exists(f"{ckpt}/{dataset}/{s}/{a}"):
+                        raise KeyError(f"{s}/{a}")
+        except Exception as e:  # corrupt zarr.json, missing arrays: this entry only
+            return EntryInfo(ckpt, dataset, integrity.DAMAGED, {}, None, nbytes, {},
+                             integrity.DAMAGED, integrity.entry_damage_reason(e))
+        checked = all(integrity.has_checksum(a) for a in features.values())
         return EntryInfo(
             ckpt=ckpt,
             dataset=dataset,
             status=prov.get("status", "unknown"),
-            splits=splits,
+            splits={s: int(features[s].shape[0]) for s in names},
             feature_dim=prov.get("feature_dim"),
-            nbytes=self._nbytes(f"{ckpt}/{dataset}") if sizes else -1,
+            nbytes=nbytes,
             provenance=prov,
+            integrity=integrity.VERIFIED if checked else integrity.UNVERIFIED,
         )
 
     def _nbytes(self, prefix: str) -> int:
@@ -149,13 +183,18 @@ class FeatureStore:
     def entry(self, ckpt: str, dataset: str) -> EntryInfo:
         """The complete entry (ckpt, dataset), or :class:`EntryNotFoundError` saying what exists."""
         key = f"{ckpt}/{dataset}"
-        if key not in self.root:
+        if not self._exists(key):
             have = [f"{e.ckpt}/{e.dataset}" for e in self.entries()]
             raise EntryNotFoundError(
                 f"no entry {key} in {self.url} (complete entries: {', '.join(have) or 'none'}); "
                 f"run `featurestore extract --ckpt {ckpt} --dataset {dataset}`"
             )
         info = self._entry_info(ckpt, dataset)
+        if info.status == integrity.DAMAGED:
+            raise DamagedEntryError(
+                f"entry {key} in {self.url} is damaged: {info.reason}; rewrite it with "
+                f"`featurestore extract --ckpt {ckpt} --dataset {dataset} --force`"
+            )
         if not info.complete:
             raise EntryNotFoundError(
                 f"entry {key} in {self.url} is {info.status}, not complete; rerun "
@@ -165,7 +204,20 @@ class FeatureStore:
 
     def has_complete(self, ckpt: str, dataset: str) -> bool:
         key = f"{ckpt}/{dataset}"
-        return key in self.root and self._entry_info(ckpt, dataset).complete
+        return self._exists(key) and self._entry_info(ckpt, dataset).complete
+
+    def _array_exists(self, path: str) -> bool:
+        """Whether the array at ``path`` has its metadata (a file test on local stores)."""
+        if self.local_root is not None:
+            return (self.local_root / path / "zarr.json").is_file()
+        return self._exists(path)
+
+    def _exists(self, path: str) -> bool:
+        """Whether anything is stored at ``path`` (a damaged node counts: it exists)."""
+        try:
+            return path in self.root
+        except Exception:  # its zarr.json exists but cannot be parsed
+            return True
 
     # -- reads ------------------------------------------------------------------------------
     def _split_names(self, info: EntryInfo, split: str) -> list[str]:
@@ -178,25 +230,39 @@ class FeatureStore:
             )
         return [split]
 
-    def load(self, ckpt: str, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Features ``X`` (float32 [N, D]) and labels ``y`` of one split as numpy arrays."""
+    def load(self, ckpt: str, dataset: str, split: str, *, verify: bool = True
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``X`` (float32 [N, D]) and labels ``y`` of one split as numpy arrays.
+
+        Every chunk's crc32c is checked (``verify=False`` skips that on the fast local path, for
+        callers that accept the risk); a damaged or missing chunk raises
+        :class:`DamagedEntryError` naming it, never returns numbers.
+        """
         info = self.entry(ckpt, dataset)
         parts = self._split_names(info, split)
         base = f"{ckpt}/{dataset}"
-        return (self._read_rows([f"{base}/{s}/features" for s in parts]),
-                self._read_rows([f"{base}/{s}/labels" for s in parts]))
+        return (self._read_rows([f"{base}/{s}/features" for s in parts], verify),
+                self._read_rows([f"{base}/{s}/labels" for s in parts], verify))
 
-    def _read_rows(self, paths: list[str]) -> np.ndarray:
+    def _read_rows(self, paths: list[str], verify: bool = True) -> np.ndarray:
         """The arrays at ``paths`` stacked along rows, each written once into the result.
 
         Local uncompressed row-chunked arrays take the single-copy fast path
-        (:mod:`featurestore.store.chunkio`); anything else is read by Zarr.
+        (:mod:`featurestore.store.chunkio`); anything else is read by Zarr
+        (:func:`integrity.read_checked`: Zarr checks the crc32c, we check chunks exist).
         """
-        arrays = [self.root[p] for p in paths]
+        try:
+            arrays = [self.root[p] for p in paths]
+        except Exception as e:  # a corrupt or vanished array zarr.json
+            raise DamagedEntryError(
+                f"damaged array {paths[0].rsplit('/', 2)[0]}: "
+                f"{integrity.entry_damage_reason(e)}"
+            ) from e
         assert all(isinstance(a, zarr.Array) for a in arrays)
         fast = [self.local_root is not None and chunkio.fast_path_ok(a) for a in arrays]
         if len(arrays) == 1 and not fast[0]:
-            return np.asarray(arrays[0][...])  # Zarr's result is already the answer: no copy
+            # Zarr's result is already the answer: no copy
+            return integrity.read_checked(arrays[0], self.root.store, paths[0])
         n = sum(a.shape[0] for a in arrays)
         out = chunkio.empty_aligned((n, *arrays[0].shape[1:]),
                                     np.result_type(*(a.dtype for a in arrays)))
@@ -204,16 +270,40 @@ class FeatureStore:
         for path, array, is_fast in zip(paths, arrays, fast, strict=True):
             part = out[start:start + array.shape[0]]
             if is_fast and part.dtype == array.dtype:
-                chunkio.read_rows(array, self.local_root / path, out=part)
+                chunkio.read_rows(array, self.local_root / path, out=part, verify=verify,
+                                  name=path)
             else:
-                part[...] = array[...]
+                part[...] = integrity.read_checked(array, self.root.store, path)
             start += array.shape[0]
         return out
 
+    def has_logits(self, ckpt: str, dataset: str) -> bool:
+        """Whether the complete entry also holds the checkpoint's source-class logits
+        (``featurestore extract --with-logits``)."""
+        info = self.entry(ckpt, dataset)
+        base = f"{ckpt}/{dataset}"
+        return bool(info.splits) and all(self._exists(f"{base}/{s}/logits") for s in info.splits)
+
+    def load_logits(self, ckpt: str, dataset: str, split: str, *, verify: bool = True
+                    ) -> np.ndarray:
+        """The checkpoint's own class scores (float32 [N, 1000] for ImageNet heads) on one split,
+        row-aligned with :meth:`load`; :class:`EntryNotFoundError` when the entry has none."""
+        info = self.entry(ckpt, dataset)
+        parts = self._split_names(info, split)
+        base = f"{ckpt}/{dataset}"
+        if not all(self._exists(f"{base}/{s}/logits") for s in parts):
+            raise EntryNotFoundError(
+                f"entry {base} in {self.url} has no logits; re-extract with --with-logits "
+                f"(`featurestore extract --ckpt {ckpt} --dataset {dataset} --with-logits`)"
+            )
+        return self._read_rows([f"{base}/{s}/logits" for s in parts], verify)
+
     def load_ids(self, ckpt: str, dataset: str, split: str) -> list[str]:
         info = self.entry(ckpt, dataset)
-        group = self.root[f"{ckpt}/{dataset}"]
-        return [str(i) for s in self._split_names(info, split) for i in group[f"{s}/ids"][...]]
+        base = f"{ckpt}/{dataset}"
+        return [str(i) for s in self._split_names(info, split)
+                for i in integrity.read_checked(self.root[f"{base}/{s}/ids"], self.root.store,
+                                                f"{base}/{s}/ids")]
 
     def provenance(self, ckpt: str, dataset: str) -> dict[str, Any]:
         return self.entry(ckpt, dataset).provenance
@@ -230,9 +320,16 @@ class FeatureStore:
         info = self.entry(ckpt, dataset)
         parts = list(info.splits) if split is None else self._split_names(info, split)
         group = self.root[f"{ckpt}/{dataset}"]
+        for s in parts:  # Zarr checks each chunk's crc32c, but reads a missing chunk as zeros
+            for a in ("features", "labels"):
+                path = f"{ckpt}/{dataset}/{s}/{a}"
+                missing = integrity.missing_chunks(group[f"{s}/{a}"], self.root.store, path)
+                if missing:
+                    raise integrity.ChunkDamage(path, missing[0], "chunk missing").error()
         feats = [da.from_zarr(group[f"{s}/features"]) for s in parts]
         labels = [da.from_zarr(group[f"{s}/labels"]) for s in parts]
-        ids = np.concatenate([np.asarray(group[f"{s}/ids"][...]).astype(object) for s in parts])
+        ids = np.concatenate([np.asarray(self.load_ids(ckpt, dataset, s), dtype=object)
+                              for s in parts])
         split_coord = np.concatenate([np.full(info.splits[s], s) for s in parts])
         label_dims = ("sample",) if labels[0].ndim == 1 else ("sample", "label_index")
         prov = info.provenance
@@ -253,19 +350,23 @@ class FeatureStore:
     # -- writes -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def writing(
-        self, ckpt: str, dataset: str, *, force: bool = False, wait: float = 0.0
+        self, ckpt: str, dataset: str, *, force: bool = False, wait: float = 0.0,
+        repair: bool = False,
     ) -> Iterator[EntryWriter]:
-        """Hold the entry's lock and yield an :class:`EntryWriter` for it."""
+        """Hold the entry's lock and yield an :class:`EntryWriter` for it (``repair``: one that
+        rewrites damaged chunks of the finished entry in place)."""
         from featurestore.store.writer import EntryWriter
 
         if self.read_only:
             raise PermissionError(f"store {self.url} is opened read-only")
         with self.backend.lock(entry_key(ckpt, dataset), wait):
-            yield EntryWriter(self, ckpt, dataset, force=force)
+            yield EntryWriter(self, ckpt, dataset, force=force, repair=repair)
 
     def _delete(self, path: str) -> None:
-        if path in self.root:
-            del self.root[path]
+        """Remove everything under ``path``, by key: a corrupt ``zarr.json`` cannot stop it."""
+        from zarr.core.sync import sync
+
+        sync(self.root.store.delete_dir(path))
 
     def _move(self, src: str, dst: str) -> None:
         """Replace group ``dst`` by ``src`` (used to swap a finished ``--force`` rewrite in)."""

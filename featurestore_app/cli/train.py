@@ -6,10 +6,10 @@
     app.command("logreg-aug")(logreg_aug_command)
 
 Both are plain functions with typed, annotated arguments, so library code and tests can call them
-directly too; they return the :class:`probes.finetune.run.FinetuneOutcome`. Nothing heavy (torch, timm)
-is imported until a command runs, so ``featurestore --help`` stays fast. Bad input raises
-:class:`probes.finetune.config.FinetuneConfigError`, a ``ProbeInputError``, which the CLI's ``main``
-turns into one ``error:`` line.
+directly too; they return the :class:`probes.finetune.run.FinetuneOutcome`. Nothing heavy
+(torch, timm) is imported until a command runs, so ``featurestore --help`` stays fast. Bad input
+raises :class:`probes.finetune.config.FinetuneConfigError`, a ``ProbeInputError``, which the
+CLI's ``main`` turns into one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from typing import Annotated
 
 import typer
 
-from probes.finetune.config import FinetuneOutcome
+from featurestore_app.cli.common import (
+    JsonOpt,
+    QuietOpt,
+    SchedulerOpt,
+    print_json,
+    show_progress,
+)
+from probes.finetune.config import SMOKE, SMOKE_GRID, FinetuneOutcome
 
 DEFAULT_STORE = "./featurestore.zarr"  # featurestore.store.DEFAULT_URL, without importing zarr
 
@@ -32,6 +39,12 @@ DataRootOpt = Annotated[
 StepsOpt = Annotated[
     int | None,
     typer.Option("--steps", help="Steps per run (default 20,000; logreg-aug 40,000; -k: A.5/A.6)."),
+]
+StepBudgetsOpt = Annotated[
+    str | None,
+    typer.Option("--steps",
+                 help="Steps per run (default 20,000; -k: A.5/A.6). A comma-separated list "
+                      "(1000,2500,5000,10000) runs one independent job per budget (Figure 8)."),
 ]
 BatchOpt = Annotated[
     int | None, typer.Option("--batch-size", help="Batch size (default 256; 64/16 with -k).")
@@ -62,7 +75,30 @@ ForceOpt = Annotated[
     bool,
     typer.Option("--force", help="Append a new row even if one exists (reuses finished points)."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+SmokeOpt = Annotated[
+    bool,
+    typer.Option("--smoke",
+                 help=f"Smoke test: the smallest run that exercises the whole job ("
+                      f"{SMOKE['steps']} steps, batch {SMOKE['batch_size']}, "
+                      f"{SMOKE['image_size']} px, one grid point); its own variant, so it never "
+                      "shadows a real row. Explicit options still win."),
+]
+
+
+def _smoke(setting: str, steps: object, batch_size: int | None, image_size: int | None,
+           grid: str) -> tuple[object, int | None, int | None, str]:
+    """``--smoke``'s values for the options the user left at their defaults."""
+    return (str(SMOKE["steps"]) if steps is None else steps,
+            SMOKE["batch_size"] if batch_size is None else batch_size,
+            SMOKE["image_size"] if image_size is None else image_size,
+            SMOKE_GRID[setting] if grid == "paper" else grid)
+
+
+def _outcome_json(outcomes: list[FinetuneOutcome]) -> None:
+    print_json([{"ckpt": o.ckpt, "dataset": o.dataset, "setting": o.setting,
+                 "variant": o.variant, "status": o.status, "metric": o.metric,
+                 "test_metric": o.test_metric, "result_id": o.result_id, "seconds": o.seconds,
+                 "hyperparams": o.row.get("hyperparams", {})} for o in outcomes])
 
 
 def _report(outcome: FinetuneOutcome) -> None:
@@ -87,7 +123,7 @@ def finetune_command(
     init: Annotated[
         str, typer.Option("--init", help="imagenet (fine-tune) | random (train from scratch).")
     ] = "imagenet",
-    steps: StepsOpt = None,
+    steps: StepBudgetsOpt = None,
     batch_size: BatchOpt = None,
     grid: Annotated[
         str,
@@ -110,19 +146,58 @@ def finetune_command(
     image_size: SizeOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
+    smoke: SmokeOpt = False,
+    as_json: JsonOpt = False,
+    scheduler: SchedulerOpt = None,
 ) -> FinetuneOutcome:
     """Fine-tune from ImageNet weights or train from random init (grid on val, retrain on
-    train+val, score test); resumable, results go to the store's table."""
+    train+val, score test); resumable, results go to the store's table. Try `--smoke` first.
+
+    ``--steps A,B,...`` runs one independent job per budget (each its own grid search and
+    train+val run, as in Figure 8), recorded as one family; the last outcome is returned.
+    ``--scheduler`` makes every grid point of every budget a task on a dask cluster."""
+    if scheduler:  # before any work: a missing extra is one line naming the pip install
+        from featurestore.extras import require_extra
+
+        require_extra("distributed", "featurestore finetune --scheduler")
+    from probes.finetune.config import parse_step_budgets, step_budget_family
     from probes.finetune.run import FinetuneConfig, run_finetune, setting_for_init
 
-    config = FinetuneConfig(
-        setting=setting_for_init(init), grid=grid, steps=steps, batch_size=batch_size,
-        eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
-        examples_per_class=examples_per_class, subset_seed=subset_seed, image_size=image_size,
-        weights=weights, device=device, num_workers=workers, progress=not quiet, force=force,
-    )
-    outcome = run_finetune(ckpt, dataset, config, store=store, data_root=data_root)
-    _report(outcome)
+    if smoke:
+        steps, batch_size, image_size, grid = _smoke(  # type: ignore[assignment]
+            setting_for_init(init), steps, batch_size, image_size, grid)
+    budgets: list[int | None] = [None] if steps is None else list(parse_step_budgets(steps))
+    family = step_budget_family(budgets) if len(budgets) > 1 else None  # type: ignore[arg-type]
+    outcomes: list[FinetuneOutcome] = []
+    configs = []
+    for budget in budgets:
+        configs.append(FinetuneConfig(
+            setting=setting_for_init(init), grid=grid, steps=budget, batch_size=batch_size,
+            eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
+            examples_per_class=examples_per_class, subset_seed=subset_seed,
+            image_size=image_size, weights=weights, device=device, num_workers=workers,
+            progress=show_progress(quiet), force=force, family=family,
+        ))
+    if scheduler:
+        from featurestore_app.distributed import dask_client, finetune_distributed
+
+        for config in configs:
+            config.progress = False  # workers' bars would interleave
+        with dask_client(scheduler) as client:
+            outcomes = finetune_distributed(
+                client, store, [(ckpt, dataset, c) for c in configs],
+                None if data_root is None else str(data_root))
+        for outcome in outcomes:
+            _report(outcome)
+    else:
+        for config in configs:
+            outcome = run_finetune(ckpt, dataset, config, store=store, data_root=data_root)
+            _report(outcome)
+            outcomes.append(outcome)
+    outcome = outcomes[-1] if outcomes else None
+    assert outcome is not None
+    if as_json:
+        _outcome_json(outcomes)
     return outcome
 
 
@@ -149,17 +224,26 @@ def logreg_aug_command(
     image_size: SizeOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
+    smoke: SmokeOpt = False,
+    as_json: JsonOpt = False,
 ) -> FinetuneOutcome:
     """Logistic regression with data augmentation (Appendix G.2): frozen backbone, last layer
     trained 40,000 steps at lr 0.1 (cosine), L2 on the mean loss chosen on val."""
     from probes.finetune.run import FinetuneConfig, run_finetune
 
+    if smoke:
+        smoke_steps, batch_size, image_size, grid = _smoke("logreg_aug", steps, batch_size,
+                                                           image_size, grid)
+        steps = int(smoke_steps)  # type: ignore[call-overload]
     config = FinetuneConfig(
         setting="logreg_aug", grid=grid, steps=steps, batch_size=batch_size,
         eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
         examples_per_class=examples_per_class, subset_seed=subset_seed, image_size=image_size,
-        weights=weights, device=device, num_workers=workers, progress=not quiet, force=force,
+        weights=weights, device=device, num_workers=workers, progress=show_progress(quiet),
+        force=force,
     )
     outcome = run_finetune(ckpt, dataset, config, store=store, data_root=data_root)
     _report(outcome)
+    if as_json:
+        _outcome_json([outcome])
     return outcome

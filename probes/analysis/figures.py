@@ -45,9 +45,12 @@ __all__ = [
     "fig_data_size",
     "fig_mean_log_odds",
     "fig_ours_vs_paper",
+    "fig_public_vs_retrained",
     "fig_setting_pairs",
     "fig_setting_scatter_by_dataset",
     "fig_settings_bars",
+    "fig_size_correlation",
+    "fig_step_budgets",
     "fig_transfer_vs_imagenet",
     "fig_tsne",
     "logit_ticks",
@@ -79,26 +82,37 @@ _TICKS = (
 )
 
 
-def show(fig: go.Figure) -> None:
-    """Display ``fig`` in a notebook as the plotly MIME bundle (plus a text fallback).
+_PLOTLYJS_SHOWN = False
 
-    The bundle (``application/vnd.plotly.v1+json``) is what JupyterLab and VS Code draw
-    natively, what the tests inspect, and what :mod:`featurestore_app.report` turns into HTML with
-    a single inlined copy of plotly.js. The output is exactly what plotly's ``plotly_mimetype``
-    renderer produces, without going through ``fig.show()``: plotly's renderer module imports
-    nbformat and with it a jsonschema URI grammar that takes 1.5-3 s to import in every kernel.
-    (Plotly's default ``notebook`` renderer would also put the 4 MB plotly.js into the first
-    figure's output and a CDN MathJax tag into every figure, which breaks offline viewing.)
+
+def show(fig: go.Figure) -> None:
+    """Display ``fig`` in a notebook as the plotly MIME bundle, an HTML rendering and a text
+    fallback.
+
+    * ``application/vnd.plotly.v1+json`` is what JupyterLab and VS Code draw natively, what the
+      tests inspect, and what :mod:`featurestore_app.report` turns into its pages.
+    * ``text/html`` (a div drawn by ``Plotly.newPlot``) is what plain
+      ``jupyter nbconvert --execute --to html`` shows; the first figure of a kernel carries
+      plotly.js inline (no CDN, so the page works offline), later ones reuse it. The report
+      regenerates this part without plotly.js, which it ships once per report.
+
+    The bundle is built here rather than through ``fig.show()``: plotly's renderer module
+    imports nbformat and with it a jsonschema URI grammar that takes 1.5-3 s to import in every
+    kernel, and its default renderer adds a CDN MathJax tag to every figure.
     """
     import json
 
     from IPython.display import display
 
+    global _PLOTLYJS_SHOWN
     title = (fig.layout.title.text or "figure") if fig.layout.title else "figure"
-    bundle = {
-        PLOTLY_MIME: json.loads(pio.to_json(fig, validate=False, remove_uids=False)),
-        "text/plain": f"<plotly figure: {title}>",
-    }
+    spec = json.loads(pio.to_json(fig, validate=False, remove_uids=False))
+    html = pio.to_html(spec, include_plotlyjs=not _PLOTLYJS_SHOWN, include_mathjax=False,
+                       full_html=False, default_width="100%",
+                       default_height=(spec.get("layout") or {}).get("height") or 525,
+                       config={"responsive": True, "displaylogo": False}, validate=False)
+    _PLOTLYJS_SHOWN = True
+    bundle = {PLOTLY_MIME: spec, "text/html": html, "text/plain": f"<plotly figure: {title}>"}
     display(bundle, raw=True)
 
 
@@ -239,8 +253,8 @@ def fig_transfer_vs_imagenet(
     with the OLS line and its 95% bootstrap band (:func:`probes.stats.bootstrap_band`).
 
     ``green`` maps a dataset to the models not significantly worse than the best on it (from
-    per-example predictions, :func:`probes.analysis.tables.green_per_dataset`); datasets not in it get
-    uncoloured (blue) points, since no test was possible. Models without a top-1 are left out.
+    per-example predictions, :func:`probes.analysis.tables.green_per_dataset`); datasets not in it
+    get uncoloured (blue) points, since no test was possible. Models without a top-1 are left out.
     """
     top1 = imagenet_top1.dropna()
     table = table.loc[[m for m in table.index if m in top1.index]]
@@ -291,10 +305,10 @@ def fig_mean_log_odds(
     significantly below the best (paired t-test across datasets,
     :func:`probes.stats.not_worse_than_best_across_datasets`).
 
-    Each table is cut to the complete block (:func:`probes.analysis.tables.complete_block`) of the models
-    that have a top-1, since means over different datasets are not comparable. Error bars need 2
-    models and 2 datasets, the green test 2 datasets, the line 3 models; each is left out when
-    impossible.
+    Each table is cut to the complete block (:func:`probes.analysis.tables.complete_block`) of the
+    models that have a top-1, since means over different datasets are not comparable. Error bars
+    need 2 models and 2 datasets, the green test 2 datasets, the line 3 models; each is left out
+    when impossible.
     """
     usable = []
     for name, table, top1 in panels:
@@ -332,11 +346,31 @@ def fig_mean_log_odds(
     return fig
 
 
+def _sota_values(previous_sota: pd.DataFrame | None) -> pd.Series:
+    """Table 4's previous state of the art as fractions by store dataset name: the first
+    numeric column named like ``previous``/``sota``; percent values (> 1) are divided by 100."""
+    from probes.analysis.tables import store_dataset_for
+
+    if previous_sota is None or previous_sota.empty or "dataset" not in previous_sota.columns:
+        return pd.Series(dtype=float)
+    names = [c for c in previous_sota.columns
+             if any(w in c.lower() for w in ("previous", "sota", "state"))]
+    names.sort(key=lambda c: c != "sota_acc")  # data/paper/table4.csv's accuracy column
+    for c in names:
+        values = pd.to_numeric(previous_sota[c], errors="coerce")
+        if values.notna().any():
+            values = values / 100.0 if values.max() > 1.0 else values
+            return pd.Series(values.to_numpy(), index=previous_sota["dataset"].map(
+                store_dataset_for)).dropna()
+    return pd.Series(dtype=float)
+
+
 def fig_settings_bars(summary: pd.DataFrame, tables: Mapping[str, pd.DataFrame],
-                      title: str) -> go.Figure:
+                      title: str, previous_sota: pd.DataFrame | None = None) -> go.Figure:
     """Figure 6: per dataset, one bar per setting at the mean accuracy across models with its
     standard error (:func:`probes.analysis.tables.settings_summary`), and the individual models as
-    points over their bar."""
+    points over their bar; with ``previous_sota`` (Table 4, ``data/paper/table4.csv``) a dashed
+    marker per dataset at the previous state of the art ("previous state of the art" trace)."""
     meta = {"figure": "fig6", "settings": list(tables)}
     if summary.empty or summary["n"].sum() == 0:
         return empty_figure(title, "no results in any setting", meta)
@@ -360,6 +394,15 @@ def fig_settings_bars(summary: pd.DataFrame, tables: Mapping[str, pd.DataFrame],
             showlegend=False, marker={"color": "black", "size": 4, "opacity": 0.6},
             text=[model_label(m) for m in long["model"]],
             hovertemplate="%{text}<br>%{x}: %{y:.1%}<extra></extra>",
+        ))
+    sota = _sota_values(previous_sota).reindex(datasets).dropna()
+    if not sota.empty:
+        fig.add_trace(go.Scatter(
+            x=[dataset_label(d) for d in sota.index], y=sota.to_numpy(), mode="markers",
+            name="previous state of the art",
+            marker={"symbol": "line-ew-open", "size": 36, "color": "black",
+                    "line": {"width": 2, "dash": "dash"}},
+            hovertemplate="%{x}: previous state of the art %{y:.1%}<extra></extra>",
         ))
     fig.update_layout(title=title, template=TEMPLATE, barmode="group", scattermode="group",
                       height=480, meta=meta,
@@ -625,4 +668,126 @@ def fig_ours_vs_paper(frame: pd.DataFrame, title: str) -> go.Figure:
     # equal scales, so distance from the diagonal reads the same along both axes
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     fig.update_layout(title=title, template=TEMPLATE, height=560, meta=meta)
+    return fig
+
+
+def fig_step_budgets(frame: pd.DataFrame, title: str, cols: int = 4,
+                     fraction: float = 0.9) -> go.Figure:
+    """Figure 8 as the paper made it: each point an independent run trained for its own step
+    budget (:func:`probes.analysis.tables.step_budget_frame`), test accuracy against the budget
+    (log x, logit y), one line per (setting, checkpoint), fine-tuned vs from scratch; a hollow
+    marker at the smallest budget reaching ``fraction`` of the maximum odds over budgets
+    (:func:`probes.stats.steps_to_fraction_of_max_odds`, Section 4.6)."""
+    meta: dict[str, Any] = {"figure": "fig8"}
+    if frame.empty:
+        return empty_figure(
+            title, "no step-budget runs in the store (featurestore finetune --steps "
+            "1000,2500,5000,10000, with --init imagenet and --init random); the paper prints "
+            "no table for Figure 8", meta)
+    datasets = dataset_order(frame["dataset"])
+    meta["datasets"] = datasets
+    rows, ncols = _grid(len(datasets), cols)
+    fig = make_subplots(rows=rows, cols=ncols, subplot_titles=[dataset_label(d) for d in datasets],
+                        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.2)
+    shown: set[str] = set()
+    ckpts = sorted(set(frame["ckpt"]))
+    dashes = ["solid", "dot", "dash", "dashdot", "longdash"]
+    for i, d in enumerate(datasets):
+        r, c = i // ncols + 1, i % ncols + 1
+        sub = frame[frame["dataset"] == d]
+        acc_all = sub["test_metric"].astype(float).clip(1e-6, 1 - 1e-6)
+        for (setting, ckpt), g in sub.groupby(["setting", "ckpt"]):
+            g = g.sort_values("steps")
+            name = f"{setting_label(setting, short=True)} · {ckpt}"
+            acc = g["test_metric"].astype(float).clip(1e-6, 1 - 1e-6)
+            fig.add_trace(go.Scatter(
+                x=g["steps"], y=stats.logit(acc), mode="lines+markers", name=name,
+                legendgroup=name, showlegend=name not in shown,
+                line={"color": SETTING_COLORS.get(setting, GRAY),
+                      "dash": dashes[ckpts.index(ckpt) % len(dashes)]},
+                customdata=g["test_metric"],
+                hovertemplate="%{x} steps<br>test %{customdata:.1%}<extra>" + name + "</extra>",
+            ), row=r, col=c)
+            shown.add(name)
+            step = stats.steps_to_fraction_of_max_odds(
+                pd.Series(acc.to_numpy(), index=g["steps"].to_numpy()), fraction)
+            at = acc[g["steps"].to_numpy() == step]
+            if len(at):
+                fig.add_trace(go.Scatter(
+                    x=[step], y=stats.logit(at.iloc[:1]), mode="markers",
+                    name=f"{fraction:.0%} of max odds", legendgroup="threshold",
+                    showlegend="threshold" not in shown,
+                    marker={"symbol": "circle-open", "size": 14, "color": "black"},
+                    hovertemplate="reaches the threshold at %{x} steps<extra></extra>",
+                ), row=r, col=c)
+                shown.add("threshold")
+        fig.update_xaxes(type="log", row=r, col=c)
+        _logit_axis(fig, "y", acc_all, row=r, col=c)
+    fig.update_xaxes(title_text="training steps (one run per budget)", row=rows)
+    fig.update_yaxes(title_text="test accuracy", col=1)
+    fig.update_layout(title=title, template=TEMPLATE, height=280 * rows + 220, meta=meta,
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def fig_size_correlation(frame: pd.DataFrame, fit: pd.DataFrame, title: str) -> go.Figure:
+    """Figure 16: per dataset, Fisher z of the correlation between ImageNet top-1 and transfer
+    accuracy (:func:`probes.analysis.tables.size_correlation_frame`) against training-set size
+    (log x), one panel per (setting, source); r and p of log size vs z in each panel's title."""
+    meta: dict[str, Any] = {"figure": "fig16"}
+    if frame.empty:
+        return empty_figure(title, "no setting with 3 models on a dataset", meta)
+    keys = list(dict.fromkeys(zip(frame["source"], frame["setting"], strict=True)))
+    meta["panels"] = [list(k) for k in keys]
+    titles = []
+    for source, setting in keys:
+        f = fit[(fit["source"] == source) & (fit["setting"] == setting)]
+        note = ""
+        if not f.empty and np.isfinite(f["r"].iloc[0]):
+            note = f"<br>r = {f['r'].iloc[0]:.2f}, p = {f['p'].iloc[0]:.2g}"
+        titles.append(f"{setting_label(setting, short=True)} ({source}){note}")
+    rows, ncols = _grid(len(keys), 3)
+    fig = make_subplots(rows=rows, cols=ncols, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=0.18 if rows > 1 else 0.2)
+    for i, (source, setting) in enumerate(keys):
+        r, c = i // ncols + 1, i % ncols + 1
+        g = frame[(frame["source"] == source) & (frame["setting"] == setting)]
+        fig.add_trace(go.Scatter(
+            x=g["n_train"], y=g["fisher_z"], mode="markers+text", name="datasets",
+            showlegend=i == 0, text=[dataset_label(d) for d in g["dataset"]],
+            textposition="top center", marker={"color": SETTING_COLORS.get(setting, GRAY)},
+            customdata=g["r"], hovertemplate="%{text}: r = %{customdata:.2f}<extra></extra>",
+        ), row=r, col=c)
+        fig.update_xaxes(type="log", row=r, col=c)
+    fig.update_xaxes(title_text="training-set size", row=rows)
+    fig.update_yaxes(title_text="Fisher z of r(ImageNet, transfer)", col=1)
+    fig.update_layout(title=title, template=TEMPLATE, height=360 * rows + 120, meta=meta)
+    return fig
+
+
+def fig_public_vs_retrained(frame: pd.DataFrame, title: str) -> go.Figure:
+    """Figure 11: per paper network, mean log odds of logistic regression on the store's public
+    checkpoint (y) against the paper's retrained model (x) over the same datasets
+    (:func:`probes.analysis.report_data.public_vs_retrained`); y = x dashed."""
+    meta: dict[str, Any] = {"figure": "fig11"}
+    if frame.empty:
+        return empty_figure(title, "no store checkpoint of one of the paper's networks", meta)
+    wide = frame.pivot_table(index="paper_model", columns="source", values="mean_log_odds")
+    wide = wide.dropna()
+    ckpts = frame[frame["source"] == "store"].groupby("paper_model")["ckpt"].first()
+    values = pd.concat([wide["paper"], wide["store"]])
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.1 * max(hi - lo, 0.2)
+    fig = go.Figure(_diagonal(lo - pad, hi + pad, True))
+    fig.add_trace(go.Scatter(
+        x=wide["paper"], y=wide["store"], mode="markers+text", name="networks",
+        text=[model_label(m) for m in wide.index], textposition="top center",
+        customdata=[ckpts.get(m, m) for m in wide.index],
+        hovertemplate="%{text} (%{customdata})<br>retrained %{x:.3f}<br>public %{y:.3f}"
+                      "<extra></extra>",
+        marker={"color": BLUE, "size": 9},
+    ))
+    fig.update_layout(title=title, template=TEMPLATE, height=520, meta=meta,
+                      xaxis={"title": "retrained (paper): mean log odds"},
+                      yaxis={"title": "public checkpoint (store): mean log odds"})
     return fig

@@ -3,8 +3,8 @@
 The tables are CSV files in the repository's top-level ``data/paper/`` (see its README for the
 layout and transcription notes), located by the data layer's :mod:`featurestore.paperdata` (which
 also reads Tables 1 and 3 for the dataset and checkpoint registries, so each number lives once).
-That works for a source checkout and an editable install; a wheel does not ship them, and loading
-then fails with a ``FileNotFoundError`` that says where the files were expected.
+Installs (wheel or editable) ship them as the package ``featurestore.paper_tables``; a bare
+checkout on ``sys.path`` reads them in place.
 
 Models and datasets are identified by stable keys (``inception_v4``, ``fgvc_aircraft``, ...);
 :data:`MODEL_NAMES` and :data:`DATASET_NAMES` give the paper's spelling for labels.

@@ -1,7 +1,7 @@
 """Results as the paper's tables: the store's results (or the paper's) as model x dataset frames.
 
-The notebooks and :mod:`probes.analysis.figures` never read the results table directly; they go through
-this module, which does the bookkeeping a figure should not have to think about:
+The notebooks and :mod:`probes.analysis.figures` never read the results table directly; they go
+through this module, which does the bookkeeping a figure should not have to think about:
 
 * **Wide tables.** :func:`wide_tables` turns result rows into one model x dataset DataFrame of
   test metrics per setting (``logreg``, ``svm``, ``logreg_aug``, ``finetune``, ``scratch``), the
@@ -30,7 +30,6 @@ Table 3's *retrained* column, the x-axis of all of the paper's main results.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featurestore.results import schema
 from probes import stats
 from probes.analysis import paper
 
@@ -46,11 +46,13 @@ __all__ = [
     "SETTINGS",
     "SETTING_LABELS",
     "STORE_DATASETS",
+    "Panel",
     "ResultTables",
     "complete_block",
     "convergence_frame",
     "convergence_speedup",
     "convergence_summary",
+    "correlation_by_panel",
     "correlation_table",
     "data_size_frame",
     "dataset_label",
@@ -66,9 +68,13 @@ __all__ = [
     "parse_variant",
     "results_tables",
     "setting_comparison",
+    "panel_n_train",
     "setting_label",
+    "size_correlation_frame",
+    "small_vs_large",
     "settings_summary",
     "store_dataset_for",
+    "step_budget_frame",
     "store_entries",
     "tsne_frame",
     "tsne_panels",
@@ -115,7 +121,6 @@ _RESULT_COLUMNS = ["result_id", "created", "ckpt", "dataset", "setting", "varian
                    "test_metric", "n_test", "imagenet_top1"]
 #: Smallest clip when a row does not say how many test examples it had.
 _DEFAULT_EPS = 1e-4
-_VARIANT_PART = re.compile(r"^\s*([A-Za-z_][\w]*)\s*=\s*([^,]*?)\s*$")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,22 +205,20 @@ def dataset_order(datasets: Iterable[str]) -> list[str]:
 
 
 def load_results(store_url: str | None) -> pd.DataFrame:
-    """The store's results table as a DataFrame; empty (with the standard columns) when
-    ``store_url`` is None or names no store yet, so a report on a fresh machine still runs.
+    """The store's results table as a DataFrame, every row parsed through the results schema
+    (:mod:`featurestore.results.schema`); empty (with the standard columns) when ``store_url``
+    is None, so the paper's figures render on a fresh machine.
 
-    The store is opened read-only: rendering a report must never create or modify a store.
+    A URL that names no store raises (:class:`featurestore.errors.StoreLocationError`): a
+    mistyped ``--store`` must not quietly turn into a report of the paper's numbers alone. The
+    store is opened read-only: rendering a report must never create or modify a store.
     """
     empty = pd.DataFrame(columns=_RESULT_COLUMNS)
     if store_url is None:
         return empty
-    from featurestore.errors import EntryNotFoundError
     from featurestore.store import FeatureStore
 
-    try:
-        store = FeatureStore(store_url, read_only=True)
-    except (EntryNotFoundError, FileNotFoundError):
-        return empty
-    df = store.results.frame()
+    df = FeatureStore(store_url, read_only=True).results.frame()
     if df.empty:
         return empty
     df = df.copy()
@@ -306,6 +309,21 @@ def paper_tables() -> dict[str, pd.DataFrame]:
     return out
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One setting's model x dataset table from one source, with the matching ImageNet top-1
+    (the paper's retrained models for ``"paper"``, each checkpoint's own for ``"store"``)."""
+
+    setting: str
+    source: str
+    table: pd.DataFrame
+    top1: pd.Series
+
+    @property
+    def label(self) -> str:
+        return f"{setting_label(self.setting, short=True)} ({self.source})"
+
+
 @dataclass
 class ResultTables:
     """Model x dataset tables per setting, each from the store or (fallback) the paper.
@@ -346,6 +364,37 @@ class ResultTables:
         fallback = paper_tables()
         return {s: fallback[s] for s in settings if s in fallback}, "paper"
 
+    @property
+    def store_tables(self) -> dict[str, pd.DataFrame]:
+        """The settings the store has results for (its own checkpoints, its own top-1)."""
+        return {s: t for s, t in self.tables.items() if self.source[s] == "store"}
+
+    def panels(self, settings: Sequence[str] | None = None) -> list[Panel]:
+        """One :class:`Panel` per (source, setting) that has data: the paper's Table 6 for each
+        of its three settings, *always*, then the store's for each setting it has results for.
+
+        A figure built from these states its source panel by panel and never swaps one for the
+        other: a store holding only some settings adds panels beside the paper's, and the two are
+        never merged (their x-axes differ: the paper's retrained top-1 vs each store
+        checkpoint's own top-1).
+        """
+        wanted = list(settings) if settings is not None else list(SETTINGS) + [
+            s for s in self.tables if s not in SETTINGS]
+        fallback = paper_tables()
+        out = [Panel(s, "paper", fallback[s], self.top1["paper"]) for s in wanted
+               if s in fallback]
+        out += [Panel(s, "store", self.tables[s], self.top1["store"]) for s in wanted
+                if self.source.get(s) == "store"]
+        return out
+
+    def by_source(self) -> dict[str, dict[str, pd.DataFrame]]:
+        """``{"paper": Table 6 tables, "store": the store's tables}`` (``"store"`` only when the
+        store has results), for comparisons made within one source."""
+        out = {"paper": paper_tables()}
+        if self.store_tables:
+            out["store"] = self.store_tables
+        return out
+
     def describe(self) -> pd.DataFrame:
         """One row per setting: its source, the size of its table, and the models that have no
         ImageNet top-1 (they drop out of every figure against ImageNet accuracy)."""
@@ -367,10 +416,11 @@ class ResultTables:
         ).set_index("setting")
 
 
-def results_tables(store_url: str | None) -> ResultTables:
+def results_tables(store_url: str | None, results: pd.DataFrame | None = None) -> ResultTables:
     """The store's results as wide tables, each of the paper's settings falling back to Table 6
-    when the store has no row for it (see the module docs)."""
-    results = load_results(store_url)
+    when the store has no row for it (see the module docs). ``results``: the store's frame when
+    the caller has already loaded it (:func:`load_results`), so it is read once."""
+    results = load_results(store_url) if results is None else results
     store = wide_tables(results)
     fallback = paper_tables()
     tables: dict[str, pd.DataFrame] = {}
@@ -440,6 +490,102 @@ def correlation_table(rt: ResultTables, settings: Sequence[str] | None = None) -
         rows.append(row)
     cols = ["setting", "label", "source", "n", "datasets", "r2", "r", "rho", "p", "p_rho", "note"]
     return pd.DataFrame(rows)[cols].set_index("setting")
+
+
+def correlation_by_panel(rt: ResultTables) -> pd.DataFrame:
+    """Table 2 for every :meth:`ResultTables.panels` entry: the paper's three settings always,
+    the store's settings beside them (columns ``setting`` and ``source`` say which)."""
+    rows = []
+    for p in rt.panels():
+        top1 = p.top1.dropna()
+        block = complete_block(p.table.loc[[m for m in p.table.index if m in top1.index]])
+        row: dict[str, Any] = {"setting": p.setting, "label": setting_label(p.setting),
+                               "source": p.source, "datasets": block.shape[1]}
+        try:
+            row.update(stats.transfer_correlation(top1, block))
+            row["note"] = ""
+        except ValueError as exc:
+            row.update(r=np.nan, r2=np.nan, rho=np.nan, p=np.nan, p_rho=np.nan,
+                       n=float(block.shape[0]), note=str(exc))
+        rows.append(row)
+    cols = ["setting", "label", "source", "n", "datasets", "r2", "r", "rho", "p", "p_rho", "note"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+#: Section 4.3's split: datasets with fewer training examples than this are "small".
+SMALL_DATASET = 10_000
+
+
+def panel_n_train(panel: Panel, results: pd.DataFrame) -> pd.Series:
+    """Training-set size per dataset of a panel: Table 1's train+val for the paper, the store
+    rows' ``n_train`` (largest over the panel's checkpoints) for the store."""
+    if panel.source == "paper":
+        return pd.Series({d: float(paper.TRAIN_SIZE.get(paper_dataset_for(d) or d, np.nan))
+                          for d in panel.table.columns}, dtype=float)
+    if results.empty or "n_train" not in results.columns:
+        return pd.Series(np.nan, index=panel.table.columns, dtype=float)
+    rows = _latest(results[(results["setting"] == panel.setting) & (results["variant"] == "")])
+    sizes = pd.to_numeric(rows["n_train"], errors="coerce").groupby(rows["dataset"]).max()
+    return sizes.reindex(panel.table.columns).astype(float)
+
+
+def size_correlation_frame(rt: ResultTables) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Figure 16 / Appendix D: per panel and dataset, Pearson r between logit ImageNet top-1 and
+    logit accuracy over the models (3 or more), its Fisher z, and the training-set size; and per
+    panel the r and two-sided p between log training-set size and Fisher z over datasets (the
+    paper: p = 0.0002 from scratch, nothing significant with transfer)."""
+    from scipy import stats as sps
+
+    points, fits = [], []
+    for p in rt.panels():
+        top1 = p.top1.dropna()
+        table = p.table.loc[[m for m in p.table.index if m in top1.index]]
+        sizes = panel_n_train(p, rt.results)
+        for d in table.columns:
+            col = table[d].dropna()
+            if len(col) < 3 or top1.loc[col.index].nunique() < 2 or col.nunique() < 2:
+                continue
+            r = float(stats.per_dataset_correlation(top1.loc[col.index], col.to_frame())[d])
+            points.append({"source": p.source, "setting": p.setting, "dataset": d,
+                           "n_train": sizes.get(d, np.nan), "n_models": len(col), "r": r,
+                           "fisher_z": float(stats.fisher_z(np.clip(r, -0.999999, 0.999999)))})
+        mine = [q for q in points if q["source"] == p.source and q["setting"] == p.setting
+                and np.isfinite(q["n_train"]) and q["n_train"] > 0]
+        fit = {"source": p.source, "setting": p.setting, "datasets": len(mine), "r": np.nan,
+               "p": np.nan}
+        if len(mine) >= 3 and len({q["n_train"] for q in mine}) > 1:
+            res = sps.pearsonr(np.log([q["n_train"] for q in mine]),
+                               [q["fisher_z"] for q in mine])
+            fit.update(r=float(res.statistic), p=float(res.pvalue))
+        fits.append(fit)
+    cols = ["source", "setting", "dataset", "n_train", "n_models", "r", "fisher_z"]
+    return (pd.DataFrame(points, columns=cols),
+            pd.DataFrame(fits, columns=["source", "setting", "datasets", "r", "p"]))
+
+
+def small_vs_large(rt: ResultTables, threshold: int = SMALL_DATASET) -> pd.DataFrame:
+    """Section 4.3: Table 2's correlation computed separately over the datasets with fewer than
+    ``threshold`` training examples and over the rest (the paper, from scratch: r = 0.29 over
+    its 7 small datasets, 0.86 over the 5 large), for every panel."""
+    rows = []
+    for p in rt.panels():
+        top1 = p.top1.dropna()
+        sizes = panel_n_train(p, rt.results)
+        table = p.table.loc[[m for m in p.table.index if m in top1.index]]
+        for group, keep in (("small", sizes < threshold), ("large", sizes >= threshold)):
+            cols = [d for d in table.columns if bool(keep.get(d, False))]
+            block = complete_block(table[cols]) if cols else table[cols]
+            row: dict[str, Any] = {"source": p.source, "setting": p.setting, "group": group,
+                                   "datasets": block.shape[1], "n": block.shape[0],
+                                   "r": np.nan, "p": np.nan, "note": ""}
+            try:
+                res = stats.transfer_correlation(top1, block)
+                row.update(r=res["r"], p=res["p"], n=res["n"])
+            except (ValueError, KeyError) as exc:
+                row["note"] = str(exc) or "no datasets"
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["source", "setting", "group", "datasets", "n", "r", "p",
+                                       "note"])
 
 
 def settings_summary(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -564,37 +710,33 @@ def green_per_dataset(
 
 def parse_variant(variant: str) -> dict[str, str]:
     """``"k=10,subset_seed=0"`` -> ``{"k": "10", "subset_seed": "0"}``; ``{}`` when the variant
-    is not a list of ``name=value`` parts."""
-    if not variant:
-        return {}
-    out = {}
-    for part in variant.split(","):
-        m = _VARIANT_PART.match(part)
-        if m is None:
-            return {}
-        out[m.group(1)] = m.group(2)
-    return out
+    is not a list of ``name=value`` parts (:func:`featurestore.results.schema.parse_variant`)."""
+    return schema.parse_variant(variant)
 
 
 def data_size_frame(results: pd.DataFrame) -> pd.DataFrame:
     """Figure 9's points: rows with variant ``k=K,subset_seed=S`` averaged over subset seeds.
 
     One row per (ckpt, dataset, setting, k): ``mean`` test metric, ``se`` (SD / sqrt(seeds), the
-    paper's "standard error over 3 subsets"; NaN for one seed) and ``n_subsets``.
+    paper's "standard error over 3 subsets"; NaN for one seed), ``n_subsets`` and ``n_train``
+    (the largest training-set size among the subsets: k x classes, as no setting refits on val).
     """
-    cols = ["ckpt", "dataset", "setting", "k", "mean", "se", "n_subsets"]
+    cols = ["ckpt", "dataset", "setting", "k", "mean", "se", "n_subsets", "n_train"]
     if results.empty:
         return pd.DataFrame(columns=cols)
-    parsed = results["variant"].map(parse_variant)
-    keep = parsed.map(lambda p: "k" in p and "subset_seed" in p and p["k"].isdigit())
+    parsed = results["variant"].map(lambda v: schema.Subset.parse(None, str(v)))
+    keep = parsed.notna()
     if not keep.any():
         return pd.DataFrame(columns=cols)
     df = _latest(results[keep]).copy()
-    df["k"] = df["variant"].map(lambda v: int(parse_variant(v)["k"]))
+    df["k"] = df["variant"].map(lambda v: schema.Subset.parse(None, str(v)).k)
     df["value"] = df["test_metric"].astype(float)
+    n_train = df["n_train"] if "n_train" in df.columns else pd.Series(np.nan, index=df.index)
+    df["n_train"] = pd.to_numeric(n_train, errors="coerce")
     agg = (
-        df.groupby(["ckpt", "dataset", "setting", "k"])["value"]
-        .agg(mean="mean", sd=lambda s: s.std(ddof=1), n_subsets="count")
+        df.groupby(["ckpt", "dataset", "setting", "k"])
+        .agg(mean=("value", "mean"), sd=("value", lambda s: s.std(ddof=1)),
+             n_subsets=("value", "count"), n_train=("n_train", "max"))
         .reset_index()
     )
     agg["se"] = agg["sd"] / np.sqrt(agg["n_subsets"])
@@ -603,23 +745,49 @@ def data_size_frame(results: pd.DataFrame) -> pd.DataFrame:
 
 def convergence_frame(results: pd.DataFrame) -> pd.DataFrame:
     """Figure 8's data: every (step, val_metric) point of every row that recorded
-    ``curve_steps`` (fine-tune and from-scratch jobs), one row per point."""
-    cols = ["ckpt", "dataset", "setting", "variant", "step", "val_metric"]
+    ``curve_steps`` (fine-tune and from-scratch jobs), one row per point.
+
+    Curves are read through :func:`featurestore.results.schema.parse_curve_steps`, so the
+    canonical ``[[step, metric], ...]`` pairs and the dicts of older rows both count.
+    """
+    cols = ["ckpt", "dataset", "setting", "variant", "step", "val_metric", "n_train"]
     if results.empty or "curve_steps" not in results.columns:
         return pd.DataFrame(columns=cols)
     points = []
     for r in _latest(results).itertuples():
-        curve = getattr(r, "curve_steps", None)
-        if not isinstance(curve, list):
-            continue
-        for p in curve:
-            if not isinstance(p, Mapping) or p.get("step") is None:
-                continue
-            if p.get("val_metric") is not None:
-                points.append({"ckpt": r.ckpt, "dataset": r.dataset, "setting": r.setting,
-                               "variant": r.variant, "step": float(p["step"]),
-                               "val_metric": float(p["val_metric"])})
+        n_train = getattr(r, "n_train", None)
+        for step, value in schema.parse_curve_steps(getattr(r, "curve_steps", None)):
+            points.append({"ckpt": r.ckpt, "dataset": r.dataset, "setting": r.setting,
+                           "variant": r.variant, "step": step, "val_metric": value,
+                           "n_train": n_train})
     return pd.DataFrame(points, columns=cols)
+
+
+def step_budget_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """Figure 8 as the paper made it: one point per independent run of a step-budget family
+    (``featurestore finetune --steps A,B,...``), its test metric against its budget.
+
+    One row per latest result of a family: ``ckpt``, ``dataset``, ``setting``, ``family``,
+    ``steps`` (the budget), ``test_metric``, ``n_train``, ``result_id``. Rows of a data-size
+    subset or without a family (a single run) are not Figure 8's.
+    """
+    cols = ["result_id", "ckpt", "dataset", "setting", "variant", "family", "steps",
+            "test_metric", "n_train", "metric"]
+    if results.empty or "family" not in results.columns:
+        return pd.DataFrame(columns=cols)
+    df = _latest(results)
+    df = df[df["family"].map(lambda f: isinstance(f, str) and f.startswith("step_budgets:"))]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df = df.copy()
+    budget = df["step_budget"] if "step_budget" in df.columns else pd.Series(np.nan, df.index)
+    from_hp = df["hyperparams"].map(lambda h: (h or {}).get("steps") if isinstance(h, dict)
+                                    else None)
+    df["steps"] = pd.to_numeric(budget, errors="coerce").fillna(
+        pd.to_numeric(from_hp, errors="coerce"))
+    df["test_metric"] = df["test_metric"].astype(float)
+    return (df[cols].sort_values(["dataset", "setting", "ckpt", "family", "steps"])
+            .reset_index(drop=True))
 
 
 def convergence_summary(curves: pd.DataFrame, fraction: float = 0.9) -> pd.DataFrame:

@@ -25,6 +25,22 @@ class FinetuneConfigError(ProbeInputError):
     """A fine-tuning job that cannot run as asked (unknown grid, steps <= 0, batch > data, ...)."""
 
 
+def parse_step_budgets(spec: str) -> list[int]:
+    """``"1000,2500,5000"`` -> ``[1000, 2500, 5000]`` (sorted, unique): Figure 8's budgets.
+
+    Raises :class:`FinetuneConfigError` for anything but positive integers."""
+    parts = [p.strip().replace("_", "") for p in str(spec).split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise FinetuneConfigError(
+            f"--steps takes positive integers separated by commas (e.g. 1000,2500), got {spec!r}")
+    return sorted({int(p) for p in parts})
+
+
+def step_budget_family(budgets: list[int]) -> str:
+    """The family name the rows of one ``--steps A,B,...`` call share (comma-free)."""
+    return "step_budgets:" + "/".join(str(b) for b in sorted(budgets))
+
+
 #: init -> results-table setting.
 SETTING_OF_INIT = {"imagenet": "finetune", "random": "scratch"}
 SETTINGS = ("finetune", "scratch", "logreg_aug")
@@ -38,8 +54,32 @@ DATASIZE_RULE: dict[str, dict[str, float]] = {
     "finetune": {"min_steps": 1000, "min_epochs": 100, "batch": 64, "lr_divisor": 4},
     "scratch": {"min_steps": 78_125, "min_epochs": 200, "batch": 16, "lr_divisor": 16},
 }
-#: Number of validation evaluations along a run when ``eval_every`` is not given.
+#: Number of validation evaluations along a run when ``eval_every`` is not given (at most: see
+#: :data:`EVAL_COMPUTE_SHARE`).
 DEFAULT_EVALS_PER_RUN = 10
+#: By default, evaluating val (both crops, every ``eval_every`` steps) takes at most this share
+#: of a run's compute; a short run on a large val split evaluates fewer times (at least once, at
+#: the end, which chooses the crop). An explicit ``eval_every`` is obeyed as given.
+EVAL_COMPUTE_SHARE = 0.10
+#: Forward-pass equivalents per training image: forward + backward ~ 3 when every layer trains,
+#: ~ 1 with a frozen backbone (logreg_aug). Evaluating costs 1 per image and crop.
+_TRAIN_COST = {"finetune": 3.0, "scratch": 3.0, "logreg_aug": 1.0}
+_EVAL_CROPS = 2
+#: ``featurestore finetune --smoke``: the smallest run that exercises the whole job (grid search,
+#: train+val retrain, test score, result row): a few steps on tiny images, one grid point. Its
+#: variant names every override, so it never shadows a real row.
+SMOKE = {"steps": 2, "batch_size": 8, "image_size": 32}
+SMOKE_GRID = {"finetune": "lr=0.01", "scratch": "lr=0.1", "logreg_aug": "l2=1e-4"}
+
+
+def default_eval_every(setting: str, steps: int, batch: int, n_val: int) -> int:
+    """The evaluation interval whose val passes cost at most :data:`EVAL_COMPUTE_SHARE` of the
+    training compute (and at most :data:`DEFAULT_EVALS_PER_RUN` of them)."""
+    train_cost = steps * batch * _TRAIN_COST.get(setting, 3.0)
+    per_eval = max(1, n_val) * _EVAL_CROPS
+    evals = int(EVAL_COMPUTE_SHARE * train_cost // per_eval)
+    evals = max(1, min(DEFAULT_EVALS_PER_RUN, evals))
+    return max(1, steps // evals)
 DEFAULT_CKPT_EVERY = 500
 
 
@@ -69,6 +109,10 @@ class FinetuneConfig:
     force: bool = False
     #: Explicit results-table variant; None builds it from the non-default options.
     variant: str | None = None
+    #: Name of a family of independent runs this job belongs to (Figure 8's step budgets:
+    #: ``featurestore finetune --steps 1000,2500`` runs one job per budget, each with its own
+    #: grid and train+val run, all named ``step_budgets:1000/2500``); recorded in the row.
+    family: str | None = None
 
     def validate(self) -> None:
         """Reject what can be rejected before any data or weights are touched."""
@@ -95,7 +139,8 @@ class FinetuneConfig:
         if self.num_workers is not None and self.num_workers < 0:
             raise FinetuneConfigError(f"num_workers must be >= 0, got {self.num_workers}")
 
-    def resolve(self, n_train: int, n_trainval: int) -> ResolvedConfig:
+    def resolve(self, n_train: int, n_trainval: int, n_val: int | None = None
+                ) -> ResolvedConfig:
         """Concrete steps, batch size and evaluation interval for a training set of ``n_train``.
 
         Paper defaults: 20,000 steps (40,000 for logreg_aug) at batch 256. In the data-size study
@@ -124,7 +169,9 @@ class FinetuneConfig:
             if rule:
                 epochs = math.ceil(rule["min_epochs"] * n_train / batch)
                 steps = max(int(rule["min_steps"]), epochs)
-        eval_every = self.eval_every or max(1, steps // DEFAULT_EVALS_PER_RUN)
+        if n_val is None:  # callers that do not say: the part of train+val that is not train
+            n_val = max(1, n_trainval - n_train)
+        eval_every = self.eval_every or default_eval_every(self.setting, steps, batch, n_val)
         return ResolvedConfig(
             setting=self.setting,
             steps=steps,

@@ -3,7 +3,8 @@
 A job (checkpoint x dataset x setting x everything that changes a run's outcome) owns a folder:
 
 * local store ``/data/featurestore.zarr`` -> ``/data/.featurestore.zarr.jobs/<job key>/`` (a
-  sidecar, like the lock folder of :mod:`featurestore.store.locking`, so Zarr never sees stray files);
+  sidecar, like the lock folder of :mod:`featurestore.store.locking`, so Zarr never sees stray
+  files);
 * fsspec store ``s3://b/fs.zarr`` -> ``s3://b/fs.zarr.jobs/<job key>/``.
 
 Inside, each grid point (and the final train+val run) has a sub-folder holding ``state.pt`` (the

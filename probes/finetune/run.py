@@ -15,13 +15,14 @@ Protocol (``setting``; results-table setting in brackets):
   at lr 0.1 with an L2 penalty on the mean loss over 10 values 1e-10..0.1.
 
 All three: SGD with Nesterov momentum 0.9, cosine decay, batch 256 (20,000 steps unless stated),
-BN momentum ``max(1 - 10/s, 0.9)`` (TF convention; see :mod:`probes.finetune.schedules`), random-resized-crop
-+ flip augmentation, validation on the whole image and on the central 87.5% (the better one is used
-on test). Each grid point trains on train and is scored on val; the best (val metric, first in grid
-order on ties) is retrained on train+val and scored on test. In the data-size study
-(``examples_per_class``) training uses the per-class subset of train (:mod:`probes.subsets`), the
-grid point chosen on the full val split is scored on test directly (no retraining, as in Figure 9),
-and steps / batch / lr range follow Appendix A.5 / A.6.
+BN momentum ``max(1 - 10/s, 0.9)`` (TF convention; see :mod:`probes.finetune.schedules`),
+random-resized-crop + flip augmentation, validation on the whole image and on the central 87.5%
+(the better one is used on test). Each grid point trains on train and is scored on val; the best
+(val metric, first in grid order on ties) is retrained on train+val and scored on test. In the
+data-size study (``examples_per_class``) training uses the per-class subset of train
+(:mod:`probes.subsets`), the grid point chosen on the full val split is scored on test directly
+(no retraining on val, as in Figure 9, so ``n_train`` is the subset's size), and steps / batch /
+lr range follow Appendix A.5 / A.6.
 
 Each grid point and the final run are independent, resumable jobs (:mod:`probes.finetune.jobs`);
 rerunning the same command skips finished points and continues unfinished ones from their last
@@ -31,7 +32,7 @@ checkpoint. The result row goes into the store's results table beside the probes
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ import numpy as np
 from featurestore.datasets import Dataset, SplitData, get_dataset
 from featurestore.datasets.base import ids_digest, subset
 from featurestore.errors import EntryBusyError
+from featurestore.results import FeatureSource, ResultRow, Subset, parse_curve_steps
 from featurestore.store import DEFAULT_URL, FeatureStore
 from probes.finetune.config import (
     SETTING_OF_INIT,
@@ -116,11 +118,14 @@ def run_finetune(
     data_root: str | Path | None = None,
     on_step: StepHook | None = None,
     log: Callable[[str], None] | None = None,
+    points: Sequence[str] | None = None,
 ) -> FinetuneOutcome:
     """Run (or resume) the grid search, the final run and append the result row.
 
     ``on_step(run_name, steps_done)`` is called after every training step (tests use it to kill a
-    job); ``log`` receives one line per finished grid point.
+    job); ``log`` receives one line per finished grid point. ``points`` (grid point keys, see
+    :func:`grid_point_keys`) runs only those points and returns status ``points``: one task of a
+    job spread over a cluster, whose final call (no ``points``) reads them back.
     """
     t0 = time.perf_counter()
     config = config or FinetuneConfig()
@@ -136,7 +141,7 @@ def run_finetune(
 
     sp = _splits(ds, config)
     n_trainval = len(sp.trainval) if sp.trainval is not None else len(sp.train)
-    resolved = config.resolve(len(sp.train), n_trainval)
+    resolved = config.resolve(len(sp.train), n_trainval, len(sp.val))
     grid = parse_grid(config.grid, setting, resolved.lr_divisor)
 
     from featurestore.checkpoints import load_checkpoint
@@ -157,6 +162,10 @@ def run_finetune(
                                trainer.size)
     job = JobDir(fs, fingerprint)
 
+    if points is not None:
+        wanted = set(points)
+        _run_grid(trainer, job, [p for p in grid if p.key in wanted], sp, config, on_step, log)
+        return FinetuneOutcome(ckpt, ds.name, setting, variant, "points", job=job.key)
     outcomes = _run_grid(trainer, job, grid, sp, config, on_step, log)
     best_point, best = _choose(grid, outcomes)
     if sp.trainval is not None:
@@ -170,17 +179,31 @@ def run_finetune(
         final = best  # data-size study: the chosen point's own test score (no retraining)
     assert final.test_metric is not None and final.test_predictions is not None
 
-    row = _row(ckpt, ds, setting, variant, config, resolved, loaded, dev, sp, grid, outcomes,
-               best_point, best, final, job, trainer.size)
-    row["timings"]["wall_seconds_this_call"] = round(time.perf_counter() - t0, 3)
-    with job.lock("append", wait=POINT_WAIT_S):
-        if not config.force and table.exists(ckpt, ds.name, setting, variant):
-            return FinetuneOutcome(ckpt, ds.name, setting, variant, "skipped", job=job.key)
-        result_id = table.append(row, final.test_predictions)
+    run = _RunContext(ckpt, ds, setting, variant, config, resolved, loaded, dev, sp, job,
+                      trainer.size)
+    row = _row(run, grid, outcomes, best_point, best, final)
+    row.timings["wall_seconds_this_call"] = round(time.perf_counter() - t0, 3)
+    result_id = table.append(row, final.test_predictions, force=config.force, wait=POINT_WAIT_S)
+    if result_id is None:  # another process appended this key first
+        return FinetuneOutcome(ckpt, ds.name, setting, variant, "skipped", job=job.key)
     return FinetuneOutcome(
         ckpt, ds.name, setting, variant, "done", final.test_metric, ds.metric, result_id,
-        time.perf_counter() - t0, job.key, row,
+        time.perf_counter() - t0, job.key, row.to_record(),
     )
+
+
+def grid_point_keys(
+    ckpt: str, dataset: str | Dataset, config: FinetuneConfig, *,
+    data_root: str | Path | None = None,
+) -> list[str]:
+    """The keys of a job's grid points in grid order, without loading weights: what a scheduler
+    fans out as one task each (``run_finetune(..., points=[key])``)."""
+    config.validate()
+    ds = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, data_root)
+    sp = _splits(ds, config)
+    n_trainval = len(sp.trainval) if sp.trainval is not None else len(sp.train)
+    resolved = config.resolve(len(sp.train), n_trainval, len(sp.val))
+    return [p.key for p in parse_grid(config.grid, config.setting, resolved.lr_divisor)]
 
 
 def _fingerprint(
@@ -267,32 +290,118 @@ def _choose(grid: list[GridPoint], outcomes: dict[GridPoint, RunOutcome]) -> tup
     return best_point, outcomes[best_point]
 
 
+@dataclass
+class _RunContext:
+    """What one job was: the inputs every part of its result row is derived from."""
+
+    ckpt: str
+    ds: Dataset
+    setting: str
+    variant: str
+    config: FinetuneConfig
+    resolved: ResolvedConfig
+    loaded: Any
+    dev: Any
+    sp: _Splits
+    job: JobDir
+    size: tuple[int, int]
+
+
 def _row(
-    ckpt: str, ds: Dataset, setting: str, variant: str, config: FinetuneConfig,
-    resolved: ResolvedConfig, loaded: Any, dev: Any, sp: _Splits, grid: list[GridPoint],
-    outcomes: dict[GridPoint, RunOutcome], best_point: GridPoint, best: RunOutcome,
-    final: RunOutcome, job: JobDir, size: tuple[int, int],
-) -> dict[str, Any]:
-    init = {"finetune": "imagenet", "scratch": "random", "logreg_aug": "imagenet (frozen)"}[setting]
-    hyper: dict[str, Any] = {
-        "lr": best_point.lr,
-        "wd": best_point.weight_decay,
-        "wd_ratio": best_point.wd_ratio,
-    }
-    if setting == "logreg_aug":
+    run: _RunContext, grid: list[GridPoint], outcomes: dict[GridPoint, RunOutcome],
+    best_point: GridPoint, best: RunOutcome, final: RunOutcome,
+) -> ResultRow:
+    """The job's result row, built through the results schema."""
+    aug = run.setting == "logreg_aug"
+    sp = run.sp
+    return ResultRow(
+        ckpt=run.ckpt,
+        dataset=run.ds.name,
+        setting=run.setting,
+        variant=run.variant,
+        metric=run.ds.metric,
+        test_metric=float(final.test_metric or 0.0),
+        param_name="l2" if aug else "lr",
+        best_param=best_point.l2 if aug else best_point.lr,
+        hyperparams=_hyperparams(run, best_point, best, final),
+        val_metric=best.val_metric,
+        val_curve=_grid_curve(grid, outcomes),
+        # (steps, val metric) of the chosen point (schema.CURVE_STEPS_FORMAT), Section 4.6
+        curve_steps=parse_curve_steps(best.curve),
+        n_train=final.n_train,
+        subset=_subset(run),
+        features=FeatureSource(
+            kind="images",
+            weights_sha256=run.loaded.weights_sha256,
+            ids_sha256={name: ids_digest(split.ids) for name, split in (
+                ("train", sp.train), ("val", sp.val), ("test", sp.test))},
+        ),
+        imagenet_top1=run.loaded.info.imagenet_top1,
+        weights_sha256=run.loaded.weights_sha256,
+        test_ids_sha256=ids_digest(sp.test.ids),
+        device=_device_name(run.dev),
+        timings=_timings(list(outcomes.values()) + ([final] if final is not best else []),
+                         run.resolved.batch_size),
+        extra={
+            "final_curve": final.curve if final is not best else None,
+            "n_train_grid": len(sp.train),
+            "n_val": len(sp.val),
+            "grid": run.config.grid,
+            "n_grid_points": len(grid),
+            "training": _training_record(run),
+            "weights_source": run.loaded.weights_source,
+            "job": run.job.key,
+            # Figure 8: one row per step budget of a ``--steps A,B,...`` family
+            "family": run.config.family,
+            "step_budget": run.resolved.steps if run.config.family else None,
+        },
+    )
+
+
+def _subset(run: _RunContext) -> Subset | None:
+    index = run.sp.subset_index
+    if index is None or run.config.examples_per_class is None:
+        return None
+    return Subset(run.config.examples_per_class, run.config.subset_seed, len(index),
+                  ids_digest([str(i) for i in index]))
+
+
+def _init_label(setting: str, weights: str | None) -> str:
+    """What the network started from, as run: ``--weights random`` on ``finetune`` is a random
+    init (once recorded as ``imagenet``), a weights file is named."""
+    if setting == "scratch" or weights == "random":
+        init = "random"
+    elif weights is not None:
+        init = f"file {Path(weights).name}"
+    else:
+        init = "imagenet"
+    return f"{init} (frozen)" if setting == "logreg_aug" else init
+
+
+def _hyperparams(run: _RunContext, best_point: GridPoint, best: RunOutcome,
+                 final: RunOutcome) -> dict[str, Any]:
+    """The chosen grid point and the run's fixed settings."""
+    init = _init_label(run.setting, run.config.weights)
+    hyper: dict[str, Any]
+    if run.setting == "logreg_aug":
         hyper = {"lr": best_point.lr, "l2": best_point.l2}
-    hyper.update({
-        "steps": resolved.steps,
-        "batch_size": resolved.batch_size,
-        "crop": best.crop,
-        "init": init,
-    })
+    else:
+        hyper = {"lr": best_point.lr, "wd": best_point.weight_decay,
+                 "wd_ratio": best_point.wd_ratio}
+    hyper.update({"steps": run.resolved.steps, "batch_size": run.resolved.batch_size,
+                  "crop": best.crop, "init": init})
     if final.bn_momentum is not None:  # logreg_aug: the backbone's BN is frozen
         hyper["bn_momentum"] = final.bn_momentum
-    val_curve = []
+    return hyper
+
+
+def _grid_curve(grid: list[GridPoint], outcomes: dict[GridPoint, RunOutcome]
+                ) -> list[dict[str, Any]]:
+    """``val_curve``: one dict per grid point, in grid order."""
+    out = []
     for p in grid:
         o = outcomes[p]
-        val_curve.append({
+        out.append({
             **p.as_dict(),
             "val_metric": o.val_metric,
             "val_metric_uncropped": o.val.get("uncropped"),
@@ -303,73 +412,49 @@ def _row(
             "curve": o.curve,
             **({"test_metric": o.test_metric} if o.test_metric is not None else {}),
         })
-    runs = list(outcomes.values()) + ([final] if final is not best else [])
+    return out
+
+
+def _timings(runs: list[RunOutcome], batch_size: int) -> dict[str, Any]:
     train_s = sum(o.train_seconds for o in runs)
-    eval_s = sum(o.eval_seconds for o in runs)
     steps = sum(o.steps for o in runs)
-    dev_name = str(dev)
+    return {
+        "train_seconds": round(train_s, 3),
+        "eval_seconds": round(sum(o.eval_seconds for o in runs), 3),
+        "steps": steps,
+        "steps_per_s": round(steps / train_s, 4) if train_s > 0 else None,
+        "images_per_s": round(steps * batch_size / train_s, 3) if train_s else None,
+    }
+
+
+def _device_name(dev: Any) -> str:
     if dev.type == "cuda":
         import torch
 
-        dev_name = f"{dev} ({torch.cuda.get_device_name(dev)})"
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return str(dev)
+
+
+def _training_record(run: _RunContext) -> dict[str, Any]:
+    """How the networks were trained, in words a reader of the row can check."""
+    aug = run.setting == "logreg_aug"
     return {
-        "ckpt": ckpt,
-        "dataset": ds.name,
-        "setting": setting,
-        "variant": variant,
-        "metric": ds.metric,
-        "test_metric": final.test_metric,
-        "param_name": "l2" if setting == "logreg_aug" else "lr",
-        "best_param": best_point.l2 if setting == "logreg_aug" else best_point.lr,
-        "hyperparams": hyper,
-        "val_metric": best.val_metric,
-        "val_curve": val_curve,
-        # (steps, val metric) pairs of the chosen point: probes.stats.steps_to_fraction_of_max_odds
-        # takes this list as it is (Section 4.6).
-        "curve_steps": [[e["steps"], e["accuracy"]] for e in best.curve],
-        "final_curve": final.curve if final is not best else None,
-        "n_train": final.n_train,
-        "n_train_grid": len(sp.train),
-        "n_val": len(sp.val),
-        "subset": None if sp.subset_index is None else {
-            "k": config.examples_per_class,
-            "subset_seed": config.subset_seed,
-            "n": len(sp.subset_index),
-            "indices_sha256": ids_digest([str(i) for i in sp.subset_index]),
+        "optimizer": f"SGD, Nesterov momentum {MOMENTUM}",
+        "schedule": "cosine decay to 0 over all steps, no warm-up",
+        "weight_decay": "SGD weight_decay = wd_ratio * lr on conv/linear weights only",
+        "loss": "sigmoid cross-entropy" if run.ds.multilabel else "softmax cross-entropy",
+        "l2": "l2 * ||W||^2 added to the mean loss" if aug else None,
+        "bn_momentum_rule": "torch momentum = min(10/s, 0.1), s = n_train / batch",
+        "augmentation": {
+            "random_resized_crop": {"scale": list(CROP_SCALE), "ratio": list(CROP_RATIO)},
+            "horizontal_flip": True,
         },
-        "grid": config.grid,
-        "n_grid_points": len(grid),
-        "training": {
-            "optimizer": f"SGD, Nesterov momentum {MOMENTUM}",
-            "schedule": "cosine decay to 0 over all steps, no warm-up",
-            "weight_decay": "SGD weight_decay = wd_ratio * lr on conv/linear weights only",
-            "loss": "sigmoid cross-entropy" if ds.multilabel else "softmax cross-entropy",
-            "l2": "l2 * ||W||^2 added to the mean loss" if setting == "logreg_aug" else None,
-            "bn_momentum_rule": "torch momentum = min(10/s, 0.1), s = n_train / batch",
-            "augmentation": {
-                "random_resized_crop": {"scale": list(CROP_SCALE), "ratio": list(CROP_RATIO)},
-                "horizontal_flip": True,
-            },
-            "eval_crops": {"uncropped": "whole image resized",
-                           "cropped": f"central {CENTRAL_FRACTION:.1%} then resized"},
-            "input_size": list(size),
-            "eval_every": resolved.eval_every,
-            "seed": resolved.seed,
-            "lr_divisor": resolved.lr_divisor,
-            "autocast": "bfloat16" if dev.type == "cuda" else None,
-            "channels_last": True,
-        },
-        "timings": {
-            "train_seconds": round(train_s, 3),
-            "eval_seconds": round(eval_s, 3),
-            "steps": steps,
-            "steps_per_s": round(steps / train_s, 4) if train_s > 0 else None,
-            "images_per_s": round(steps * resolved.batch_size / train_s, 3) if train_s else None,
-        },
-        "device": dev_name,
-        "imagenet_top1": loaded.info.imagenet_top1,
-        "weights_sha256": loaded.weights_sha256,
-        "weights_source": loaded.weights_source,
-        "test_ids_sha256": ids_digest(sp.test.ids),
-        "job": job.key,
+        "eval_crops": {"uncropped": "whole image resized",
+                       "cropped": f"central {CENTRAL_FRACTION:.1%} then resized"},
+        "input_size": list(run.size),
+        "eval_every": run.resolved.eval_every,
+        "seed": run.resolved.seed,
+        "lr_divisor": run.resolved.lr_divisor,
+        "autocast": "bfloat16" if run.dev.type == "cuda" else None,
+        "channels_last": True,
     }

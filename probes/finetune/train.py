@@ -263,9 +263,22 @@ class Trainer:
         return np.concatenate(outs) if outs else np.zeros((0,), np.int64)
 
     def score(self, split: SplitData, preds: np.ndarray) -> float:
+        """The dataset's metric; VOC 2007's difficult entries are ignored, as in the devkit."""
         from probes.metrics import score
 
-        return float(score(self.metric, split.labels, preds))
+        return float(score(self.metric, split.labels, preds, ignore=self._difficult(split)))
+
+    def _difficult(self, split: SplitData) -> np.ndarray | None:
+        """``[N, C]`` difficult mask of ``split``'s rows, for datasets that flag them (VOC)."""
+        mask_of = getattr(self.dataset, "difficult_mask", None)
+        if mask_of is None or self.metric != "voc11_map":
+            return None
+        if not hasattr(self, "_difficult_by_id"):
+            self._difficult_by_id: dict[str, np.ndarray] = {}
+            for name in ("train", "val", "test"):
+                self._difficult_by_id.update(
+                    zip(self.dataset.split(name).ids, mask_of(name), strict=True))
+        return np.stack([self._difficult_by_id[i] for i in split.ids])
 
     def _evaluate_both(self, model: nn.Module, split: SplitData) -> dict[str, float]:
         return {crop: self.score(split, self.predict(model, split, crop)) for crop in CROPS}

@@ -11,38 +11,46 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
+from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featurestore.device import resolve_device
 from probes import metrics as M
 from probes.errors import ProbeInputError
-from probes.linear import solver as S
+from probes.linear.basis import Basis, make_basis
+from probes.linear.feature_scale import check_feature_scale, l2_normalise_np, l2_normalise_t
+from probes.linear.lbfgs import LBFGSMemory, SolveInfo, solve
+from probes.linear.losses import Loss
+from probes.linear.problem import make_problem, zero_objective
+from probes.linear.threads import cpu_serial
+from probes.linear.val_split import Mode, ValScorer, check_grid, check_metric, validate_val
 
-__all__ = ["LinearProbeBase", "PathResult", "fit_path", "refit_train_val"]
+__all__ = ["CurvePoint", "LinearProbeBase", "PathResult", "fit_path", "refit_train_val"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Absolute floor of the stopping rule, as a fraction of the objective at ``theta = 0``:
 #: on (nearly) separable data the loss tends to 0 and a purely relative rule would chase it.
 _FLOOR = 1e-2
-Mode = Literal["multiclass", "binary", "multilabel"]
 
 
-def _l2_normalise_np(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, np.finfo(x.dtype).tiny)
-
-
-def _l2_normalise_t(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+def _as_tensor(x: np.ndarray | torch.Tensor, device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+    """Move an array to ``device``/``dtype``; zero-copy when it already matches."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=dtype)
+    x = np.ascontiguousarray(x)
+    if not x.flags.writeable:  # torch cannot wrap read-only memory (e.g. a memmap)
+        x = x.copy()
+    return torch.as_tensor(x, dtype=dtype, device=device)
 
 
 class LinearProbeBase(ClassifierMixin, BaseEstimator):
@@ -54,11 +62,11 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
     def _alpha(self, n: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _make_loss(self, mode: Mode, targets: torch.Tensor) -> S.Loss:  # pragma: no cover
+    def _make_loss(self, mode: Mode, targets: torch.Tensor) -> Loss:  # pragma: no cover
         raise NotImplementedError
 
     # ---- validation -----------------------------------------------------------------
-    def __sklearn_tags__(self) -> Any:
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
@@ -123,13 +131,21 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
         return torch.as_tensor(y_enc, dtype=dtype, device=device)
 
     # ---- fitting ----------------------------------------------------------------------
+    def _check_scale(self, X: np.ndarray, n_rows: int, what: str = "features") -> None:
+        """Refuse features the solver's dtype cannot handle (see
+        :mod:`probes.linear.feature_scale`); normalised features only need to be
+        representable, raw ones need finite second moments over ``n_rows`` rows."""
+        check_feature_scale(X, self.dtype, _DTYPES[self.dtype], n_rows,
+                            squares=not self._normalise, what=what)
+
     def _features_tensor(self, X: np.ndarray, device: torch.device) -> torch.Tensor:
-        xt = S.as_tensor(X, device, _DTYPES[self.dtype])
-        return _l2_normalise_t(xt) if self._normalise else xt
+        xt = _as_tensor(X, device, _DTYPES[self.dtype])
+        return l2_normalise_t(xt) if self._normalise else xt
 
     def _prepare(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor, Mode]:
         self._check_params()
         X, y_enc, mode = self._validate_xy(X, y)
+        self._check_scale(X, X.shape[0])
         device = resolve_device(self.device)
         xt = self._features_tensor(X, device)
         targets = self._targets_tensor(mode, y_enc, device, xt.dtype)
@@ -137,7 +153,7 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
         self.device_ = str(device)
         return xt, targets, mode
 
-    def _set_solution(self, basis: S.Basis, theta: torch.Tensor, info: S.SolveInfo) -> None:
+    def _set_solution(self, basis: Basis, theta: torch.Tensor, info: SolveInfo) -> None:
         coef, intercept = basis.to_original(theta)
         self.coef_ = coef.T.double().cpu().numpy()
         self.intercept_ = intercept.double().cpu().numpy()
@@ -152,7 +168,7 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
         Raises :class:`~probes.errors.ProbeInputError` for NaN/inf features, mismatched
         lengths, a single class or an empty split.
         """
-        with S.cpu_serial():
+        with cpu_serial():
             return self._fit(X, y)
 
     def _fit(self, X: Any, y: Any) -> LinearProbeBase:
@@ -160,7 +176,7 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
         if getattr(self, "warm_start", False) and hasattr(self, "coef_"):
             warm = (self.coef_, self.intercept_, self.n_features_in_, self.classes_)
         xt, targets, mode = self._prepare(X, y)
-        basis = S.make_basis(xt)
+        basis = make_basis(xt)
         del xt
         theta0 = None
         n_out = targets.shape[1]
@@ -172,17 +188,17 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
         self._fit_basis(basis, targets, theta0)
         return self
 
-    def _fit_basis(self, basis: S.Basis, targets: torch.Tensor,
+    def _fit_basis(self, basis: Basis, targets: torch.Tensor,
                    theta0: torch.Tensor | None) -> None:
         """Solve on prepared (centred, rotated) features; ``theta0=None`` starts at zero."""
         loss = self._make_loss(self.mode_, targets)
         n_out = targets.shape[1]
-        f_floor = _FLOOR * S.zero_objective(basis, loss, n_out)
+        f_floor = _FLOOR * zero_objective(basis, loss, n_out)
         if theta0 is None:
             theta0 = torch.zeros(basis.feats.shape[1] + 1, n_out, dtype=basis.feats.dtype,
                                  device=basis.feats.device)
-        prob = S.make_problem(basis, loss, theta0)
-        info = S.solve(prob, S.LBFGSMemory(), self._alpha(basis.n), self.tol, f_floor,
+        prob = make_problem(basis, loss, theta0)
+        info = solve(prob, LBFGSMemory(), self._alpha(basis.n), self.tol, f_floor,
                        max_iter=int(self.max_iter))
         self._set_solution(basis, prob.theta, info)
 
@@ -206,7 +222,7 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
         except ValueError as exc:
             raise ProbeInputError(str(exc)) from exc
         X = np.asarray(X, dtype=np.float64)
-        return _l2_normalise_np(X) if self._normalise else X
+        return l2_normalise_np(X) if self._normalise else X
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Scores: ``[N]`` for binary problems (positive = ``classes_[1]``), else ``[N, C]``.
@@ -246,12 +262,22 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
 class _PathState:
     """Solver objects of a path, kept so the refit on train+val can reuse them."""
 
-    basis: S.Basis
+    basis: Basis
     targets: torch.Tensor
     x_train: torch.Tensor
     x_val: torch.Tensor
     val_rot: torch.Tensor
     theta: torch.Tensor
+
+
+class CurvePoint(TypedDict):
+    """One grid point of a path's validation curve."""
+
+    param: float
+    val_metric: float
+    n_iter: int
+    grad_norm: float
+    converged: bool
 
 
 @dataclass
@@ -278,16 +304,11 @@ class PathResult:
     state: _PathState | None = field(default=None, repr=False)  # see fit_path(keep_state)
 
     @property
-    def curve(self) -> list[dict[str, Any]]:
+    def curve(self) -> list[CurvePoint]:
         """One dict per grid point: param, val_metric, n_iter, grad_norm, converged."""
         return [
-            {
-                "param": float(p),
-                "val_metric": float(v),
-                "n_iter": int(i),
-                "grad_norm": float(g),
-                "converged": bool(c),
-            }
+            CurvePoint(param=float(p), val_metric=float(v), n_iter=int(i), grad_norm=float(g),
+                       converged=bool(c))
             for p, v, i, g, c in zip(
                 self.params, self.val_metric, self.n_iter, self.grad_norm, self.converged,
                 strict=True,
@@ -295,17 +316,7 @@ class PathResult:
         ]
 
 
-def _check_metric(metric: str, mode: Mode) -> None:
-    if metric not in M.METRICS:
-        raise ProbeInputError(f"unknown metric {metric!r}; choose from {sorted(M.METRICS)}")
-    if (metric == "voc11_map") != (mode == "multilabel"):
-        raise ProbeInputError(
-            f"metric {metric!r} does not fit a {mode} target: use 'voc11_map' for 0/1 "
-            "label matrices and 'top1' or 'mean_per_class' for class labels"
-        )
-
-
-@S.cpu_serial()  # a @contextmanager also decorates: each call runs on one CPU thread
+@cpu_serial()  # a @contextmanager also decorates: each call runs on one CPU thread
 def fit_path(
     template: LinearProbeBase,
     param_name: str,
@@ -316,7 +327,7 @@ def fit_path(
     X_val: Any,
     y_val: Any,
     metric: str,
-    strength: Any,
+    strength: Callable[[float, int], float],
     keep_state: bool = False,
 ) -> PathResult:
     """Solve ``template`` at every value in ``params`` with warm starts; score on val.
@@ -341,41 +352,57 @@ def fit_path(
     """
     t0 = time.perf_counter()
     est = template
-    params = np.asarray(params, dtype=np.float64).ravel()
-    if params.size == 0 or not np.all(np.isfinite(params)) or np.any(params <= 0):
-        raise ProbeInputError(f"{param_name} grid must be non-empty, finite and > 0")
+    params = check_grid(params, param_name)
     xt, targets, mode = est._prepare(X_train, y_train)
-    _check_metric(metric, mode)
-    classes = est.classes_
-    try:
-        Xv = validate_data(est, X_val, reset=False, dtype=[np.float32, np.float64])
-    except ValueError as exc:
-        raise ProbeInputError(f"X_val: {exc}") from exc
-    yv = np.asarray(y_val)
-    if yv.shape[0] != Xv.shape[0]:
-        raise ProbeInputError(
-            f"X_val has {Xv.shape[0]} rows but y_val has {yv.shape[0]} labels"
-        )
-    if mode == "multilabel" and (yv.ndim != 2 or yv.shape[1] != len(classes)):
-        raise ProbeInputError(f"y_val must be a 0/1 matrix with {len(classes)} columns")
-    device = xt.device
-    basis = S.make_basis(xt)
-    threads = S.Threads(device)
-    r = basis.vecs.shape[1]
-    xv = est._features_tensor(Xv, device)
-    with threads.gemm(2.0 * Xv.shape[0] * Xv.shape[1] * r):
-        xv_rot = basis.rotate(xv)
+    check_metric(metric, mode)
+    Xv, yv = validate_val(est, X_val, y_val, mode, xt.shape[0])
+    basis = make_basis(xt)
+    xv = est._features_tensor(Xv, xt.device)
+    scorer = ValScorer(basis, xv, yv, mode, est.classes_, metric)
     loss = est._make_loss(mode, targets)
     n_out = targets.shape[1]
-    f_floor = _FLOOR * S.zero_objective(basis, loss, n_out)
-    theta0 = torch.zeros(basis.feats.shape[1] + 1, n_out, dtype=basis.feats.dtype, device=device)
-    prob = S.make_problem(basis, loss, theta0)
-    memory = S.LBFGSMemory()
-    metric_fn = M.METRICS[metric]
-
     alphas = np.array([strength(p, basis.n) for p in params])
+    walk = _walk_path(basis, loss, n_out, alphas, scorer, est.tol, int(est.max_iter))
+    best_i = walk.best_index
+    est.set_params(**{est_param: float(params[best_i])})
+    est._set_solution(basis, walk.best_theta, walk.best_info)
+    state = None
+    if keep_state:
+        state = _PathState(basis=basis, targets=targets, x_train=xt, x_val=xv,
+                           val_rot=scorer.x_rot, theta=walk.best_theta)
+    return PathResult(
+        param_name=param_name, metric=metric, params=params, val_metric=walk.val,
+        n_iter=walk.n_iter, grad_norm=walk.grad_norm, converged=walk.converged,
+        best_param=float(params[best_i]), best_index=best_i, estimator=est,
+        time_s=time.perf_counter() - t0, order=walk.order, state=state,
+    )
+
+
+@dataclass
+class _Walk:
+    """What one traversal of the grid found (arrays in grid order)."""
+
+    order: np.ndarray
+    val: np.ndarray
+    n_iter: np.ndarray
+    grad_norm: np.ndarray
+    converged: np.ndarray
+    best_index: int
+    best_theta: torch.Tensor
+    best_info: SolveInfo
+
+
+def _walk_path(basis: Basis, loss: Loss, n_out: int, alphas: np.ndarray, scorer: ValScorer,
+               tol: float, max_iter: int) -> _Walk:
+    """Solve at every ``alpha`` from the largest down, each warm-started from the previous
+    solution with the L-BFGS memory kept, and score each on val; the first best wins."""
+    f_floor = _FLOOR * zero_objective(basis, loss, n_out)
+    theta0 = torch.zeros(basis.feats.shape[1] + 1, n_out, dtype=basis.feats.dtype,
+                         device=basis.feats.device)
+    prob = make_problem(basis, loss, theta0)
+    memory = LBFGSMemory()
     order = np.argsort(-alphas, kind="stable")
-    k = params.size
+    k = alphas.size
     val = np.full(k, np.nan)
     n_iter = np.zeros(k, dtype=np.int64)
     gnorm = np.full(k, np.nan)
@@ -384,31 +411,14 @@ def fit_path(
     for i in order:
         if prob.since_refresh >= 50:
             prob.refresh()  # re-derive logits exactly; incremental updates drift in float32
-        info = S.solve(prob, memory, float(alphas[i]), est.tol, f_floor,
-                       max_iter=int(est.max_iter))
-        # val scores straight from the rotated val features: no mapping back per point
-        with threads.gemm(2.0 * xv_rot.numel() * n_out):
-            scores = torch.addmm(prob.theta[-1], xv_rot, prob.theta[:-1])
-        if mode == "multilabel":
-            v = metric_fn(yv, scores.double().cpu().numpy())
-        else:
-            idx = (scores[:, 0] > 0).long() if mode == "binary" else scores.argmax(dim=1)
-            v = metric_fn(yv, classes[idx.cpu().numpy()])
+        info = solve(prob, memory, float(alphas[i]), tol, f_floor, max_iter=max_iter)
+        v = scorer(prob.theta)
         val[i], n_iter[i], gnorm[i], conv[i] = v, info.n_iter, info.grad_norm, info.converged
         if v > best_v:
             best_i, best_v, best = int(i), v, (prob.theta.clone(), info)
     assert best is not None
-    est.set_params(**{est_param: float(params[best_i])})
-    est._set_solution(basis, best[0], best[1])
-    state = None
-    if keep_state:
-        state = _PathState(basis=basis, targets=targets, x_train=xt, x_val=xv, val_rot=xv_rot,
-                           theta=best[0])
-    return PathResult(
-        param_name=param_name, metric=metric, params=params, val_metric=val, n_iter=n_iter,
-        grad_norm=gnorm, converged=conv, best_param=float(params[best_i]), best_index=best_i,
-        estimator=est, time_s=time.perf_counter() - t0, order=order, state=state,
-    )
+    return _Walk(order=order, val=val, n_iter=n_iter, grad_norm=gnorm, converged=conv,
+                 best_index=best_i, best_theta=best[0], best_info=best[1])
 
 
 def refit_train_val(
@@ -417,12 +427,12 @@ def refit_train_val(
     """Refit ``path.estimator`` on train+val at the chosen parameter, warm-started.
 
     Fast route (the path kept its state and every val label is a training class): extend
-    the path's basis with the val rows (:meth:`probes.linear.solver.Basis.extend`), so the refit
+    the path's basis with the val rows (:meth:`probes.linear.basis.Basis.extend`), so the refit
     needs no new eigen-decomposition and no new rotation of the train rows, and start from
     the path's solution in the same coordinates. Otherwise fall back to a plain
     warm-started ``fit`` on the concatenated arrays. Both solve the same problem.
     """
-    with S.cpu_serial():
+    with cpu_serial():
         return _refit_train_val(path, X_train, y_train, X_val, y_val)
 
 

@@ -23,8 +23,8 @@ import torch
 from numpy.typing import ArrayLike
 
 from probes.errors import ProbeInputError
-from probes.linear import solver as S
 from probes.linear.estimators import LinearProbeBase, Mode, PathResult, fit_path
+from probes.linear.losses import Loss, MultinomialLoss, SigmoidLoss
 
 __all__ = ["DEFAULT_LAMBDAS", "LogisticProbe", "logistic_path"]
 
@@ -42,7 +42,7 @@ class LogisticProbe(LinearProbeBase):
 
     Equivalent to ``sklearn.linear_model.LogisticRegression(C=1 / (2 * lam))`` (bias not
     penalised, as with scikit-learn's lbfgs solver). Solved by a preconditioned L-BFGS in
-    torch on the features' device (see :mod:`probes.linear.solver`): ``device="auto"`` picks CUDA
+    torch on the features' device (see :mod:`probes.linear.lbfgs`): ``device="auto"`` picks CUDA
     when available, else CPU; ``dtype="float32"`` by default.
 
     Multi-label ``y`` (an ``[N, C]`` 0/1 matrix): one-vs-rest sigmoid heads with the same
@@ -103,10 +103,10 @@ class LogisticProbe(LinearProbeBase):
     def _alpha(self, n: int) -> float:
         return _alpha(self.lam, n)
 
-    def _make_loss(self, mode: Mode, targets: torch.Tensor) -> S.Loss:
+    def _make_loss(self, mode: Mode, targets: torch.Tensor) -> Loss:
         if mode == "multiclass":
-            return S.MultinomialLoss(targets)
-        return S.SigmoidLoss(targets)
+            return MultinomialLoss(targets)
+        return SigmoidLoss(targets)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``[N, C]`` (softmax, or ``[1 - p, p]`` when binary); for

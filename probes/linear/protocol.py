@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from probes import metrics as M
 from probes.errors import ProbeInputError
-from probes.linear.estimators import refit_train_val
+from probes.linear.estimators import CurvePoint, refit_train_val
 from probes.linear.logistic import logistic_path
 from probes.linear.svm import svm_path
 
@@ -34,14 +34,15 @@ class ProtocolResult:
     ``curve`` holds one dict per grid value (``param``, ``val_metric``, ``n_iter``,
     ``grad_norm``, ``converged``) in grid order. ``test_predictions`` are class labels
     ``[n_test]`` for single-label data and float scores ``[n_test, C]`` for multi-label.
-    ``n_train`` counts train+val (what the final model was fit on).
+    ``n_train`` counts what the final model was fit on: train+val, or train alone without
+    the refit.
     """
 
     solver: str
     metric: str
     param_name: str
     best_param: float
-    curve: list[dict[str, Any]]
+    curve: list[CurvePoint]
     test_metric: float
     test_predictions: np.ndarray
     n_train: int
@@ -65,8 +66,12 @@ def run_protocol(
     *,
     path_tol: float = 1e-4,
     tol: float = 1e-5,
+    refit: bool = True,
 ) -> ProtocolResult:
     """Run path -> pick on val -> refit on train+val -> score test.
+
+    ``refit=False`` (the data-size study, Figure 9 / Appendix A.2) fits the chosen value on
+    the train split alone, warm-started from the path, and never adds val to the training data.
 
     ``solver="logreg"`` uses :func:`probes.linear.logistic.logistic_path` over ``lambdas``
     (default: the paper's 45 values 1e-6..1e5); ``solver="svm"`` uses
@@ -91,7 +96,10 @@ def run_protocol(
     t1 = time.perf_counter()
 
     path.estimator.set_params(tol=tol)
-    est = refit_train_val(path, X_train, y_train, X_val, y_val)
+    if refit:
+        est = refit_train_val(path, X_train, y_train, X_val, y_val)
+    else:
+        est = path.estimator.set_params(warm_start=True).fit(X_train, y_train)
     t2 = time.perf_counter()
 
     y_test_arr = np.asarray(y_test)
@@ -109,7 +117,7 @@ def run_protocol(
         curve=path.curve,
         test_metric=float(test_metric),
         test_predictions=preds,
-        n_train=int(np.shape(X_train)[0] + np.shape(X_val)[0]),
+        n_train=int(np.shape(X_train)[0] + (np.shape(X_val)[0] if refit else 0)),
         n_test=int(preds.shape[0]),
         timings={"path_s": t1 - t0, "refit_s": t2 - t1, "total_s": t3 - t0},
         device=est.device_,

@@ -21,8 +21,8 @@ import torch
 from numpy.typing import ArrayLike
 
 from probes.errors import ProbeInputError
-from probes.linear import solver as S
 from probes.linear.estimators import LinearProbeBase, Mode, PathResult, fit_path
+from probes.linear.losses import Loss, SquaredHingeLoss
 
 __all__ = ["DEFAULT_CS", "SVMProbe", "svm_path"]
 
@@ -39,7 +39,7 @@ class SVMProbe(LinearProbeBase):
     """One-vs-rest linear SVM with squared hinge loss on L2-normalised features.
 
     Each class's problem is independent; the solver advances all of them together (shared
-    matrix products, per-class step lengths; see :mod:`probes.linear.solver`) in torch on the
+    matrix products, per-class step lengths; see :mod:`probes.linear.lbfgs`) in torch on the
     features' device (``device="auto"``: CUDA when available, else CPU), float32 by default.
     Two classes give a single head (positive class ``classes_[1]``), like ``LinearSVC``.
     Multi-label ``[N, C]`` 0/1 targets give one head per column; ``score`` is then the VOC
@@ -81,8 +81,8 @@ class SVMProbe(LinearProbeBase):
     def _alpha(self, n: int) -> float:
         return _alpha(self.C, n)
 
-    def _make_loss(self, mode: Mode, targets: torch.Tensor) -> S.Loss:
-        return S.SquaredHingeLoss(2 * targets - 1)
+    def _make_loss(self, mode: Mode, targets: torch.Tensor) -> Loss:
+        return SquaredHingeLoss(2 * targets - 1)
 
 
 def svm_path(

@@ -1,9 +1,12 @@
 """Probe jobs over store entries: one (checkpoint, dataset, solver) -> one results-table row.
 
 ``run_probe`` reads an entry's train/val/test features, runs the paper's protocol
-(:func:`probes.linear.protocol.run_protocol`: hyperparameter path on train -> val, refit on train+val,
-score test) and appends the row with its per-example test predictions. ``sweep`` does that for every
-complete entry that matches, skipping combinations already in the table unless ``force``.
+(:func:`probes.linear.protocol.run_protocol`: hyperparameter path on train -> val, refit on
+train+val, score test) and appends the row (a :class:`featurestore.results.ResultRow`) with its
+per-example test predictions. In the data-size study (a ``subset``) the chosen value is fit on
+the subset alone, never refit on val (Figure 9, Appendix A.2), so ``n_train`` is the subset's
+size. ``sweep`` does that for every complete entry that matches, skipping combinations already
+in the table unless ``force``.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from featurestore.datasets.base import ids_digest
+from featurestore.results import FeatureSource, ResultRow, Subset
 from featurestore.store import FeatureStore
+from featurestore.store.catalog import EntryInfo
 
 SOLVERS = ("logreg", "svm")
 
@@ -31,6 +35,30 @@ class ProbeOutcome:
     metric: str | None = None
     result_id: str | None = None
     seconds: float = 0.0
+    #: why a ``skipped`` outcome was skipped, in words a user can act on
+    reason: str = ""
+    #: ``"low"``/``"high"``: the chosen hyperparameter is at that end of its grid
+    grid_edge: str | None = None
+    param_name: str | None = None
+    best_param: float | None = None
+
+
+#: The reason of a probe skipped because its row exists.
+ALREADY_DONE = "already in the results table; --force to recompute"
+
+
+def grid_edge(curve: list, best_param: float) -> str | None:
+    """``"low"``/``"high"`` when ``best_param`` is the smallest/largest value of the grid the
+    path searched (the best value may lie beyond it), else ``None``. Grids of fewer than three
+    values have no inside, so no edge is reported for them."""
+    params = sorted(float(p["param"]) for p in curve if "param" in p)
+    if len(params) < 3:
+        return None
+    if best_param <= params[0]:
+        return "low"
+    if best_param >= params[-1]:
+        return "high"
+    return None
 
 
 def _check_solver(solver: str) -> None:
@@ -50,49 +78,109 @@ def run_probe(
     force: bool = False,
     variant: str = "",
     train_index: np.ndarray | None = None,
+    subset: Subset | None = None,
+    test_index: np.ndarray | None = None,
+    extra: dict[str, object] | None = None,
 ) -> ProbeOutcome:
     """Run the protocol for one entry and append the result (unless already there).
 
-    ``train_index`` restricts the training split to those rows (the data-size study; pass the same
-    ``variant`` string that fine-tuning uses, e.g. ``"k=10,subset_seed=0"``).
+    ``test_index`` keeps only those rows of the test split (``probe --exclude-duplicates``:
+    the test set without near-duplicates, Appendix H); ``extra`` adds fields to the row.
+
+    ``subset`` (the data-size study) names the per-class subset and ``train_index`` its rows of
+    the training split; the row's variant is then the subset's (``"k=10,subset_seed=0"``, the
+    string fine-tuning uses) and the model is not refit on val. Of several concurrent runs of
+    one key, one appends and the others report ``skipped``.
     """
     from probes.linear.protocol import run_protocol
 
     _check_solver(solver)
+    if subset is not None:
+        variant = subset.variant
     table = store.results
     if not force and table.exists(ckpt, dataset, solver, variant):
-        return ProbeOutcome(ckpt, dataset, solver, "skipped")
+        return ProbeOutcome(ckpt, dataset, solver, "skipped", reason=ALREADY_DONE)
     info = store.entry(ckpt, dataset)
     metric = info.provenance.get("dataset", {}).get("metric", "top1")
     t0 = time.perf_counter()
     X_tr, y_tr = store.load(ckpt, dataset, "train")
     X_va, y_va = store.load(ckpt, dataset, "val")
     X_te, y_te = store.load(ckpt, dataset, "test")
+    test_ids = store.load_ids(ckpt, dataset, "test")
+    if test_index is not None:  # scored on the kept test rows only
+        X_te, y_te = X_te[test_index], y_te[test_index]
+        test_ids = [test_ids[i] for i in test_index]
     if train_index is not None:
         X_tr, y_tr = X_tr[train_index], y_tr[train_index]
-    res = run_protocol(solver, X_tr, y_tr, X_va, y_va, X_te, y_te, metric=metric, device=device)
-    ckpt_prov = info.provenance.get("checkpoint", {})
-    row: dict[str, Any] = {
-        "ckpt": ckpt,
-        "dataset": dataset,
-        "setting": solver,
-        "variant": variant,
-        "metric": res.metric,
-        "test_metric": float(res.test_metric),
-        "param_name": res.param_name,
-        "best_param": float(res.best_param),
-        "hyperparams": {res.param_name: float(res.best_param)},
-        "val_curve": res.curve,
-        "n_train": int(res.n_train),
-        "imagenet_top1": ckpt_prov.get("imagenet_top1"),
-        "weights_sha256": ckpt_prov.get("weights_sha256"),
-        "device": res.device,
-        "timings": res.timings,
-        "test_ids_sha256": ids_digest(store.load_ids(ckpt, dataset, "test")),
-    }
-    rid = table.append(row, res.test_predictions)
+        if subset is not None:
+            subset = Subset(subset.k, subset.subset_seed, len(train_index),
+                            ids_digest([str(i) for i in train_index]))
+    res = run_protocol(solver, X_tr, y_tr, X_va, y_va, X_te, y_te, metric=metric, device=device,
+                       refit=subset is None and train_index is None)
+    row = ResultRow(
+        ckpt=ckpt, dataset=dataset, setting=solver, variant=variant, metric=res.metric,
+        test_metric=float(res.test_metric), param_name=res.param_name,
+        best_param=float(res.best_param), hyperparams={res.param_name: float(res.best_param)},
+        val_curve=res.curve, n_train=int(res.n_train), subset=subset,
+        features=_feature_source(store, info, train_index is not None),
+        imagenet_top1=info.provenance.get("checkpoint", {}).get("imagenet_top1"),
+        weights_sha256=info.provenance.get("checkpoint", {}).get("weights_sha256"),
+        test_ids_sha256=ids_digest(test_ids), extra=dict(extra or {}),
+        device=res.device, timings=res.timings,
+        grid_edge=grid_edge(res.curve, float(res.best_param)),
+    )
+    rid = table.append(row, res.test_predictions, force=force)
+    if rid is None:  # another run of this key appended first
+        return ProbeOutcome(ckpt, dataset, solver, "skipped", seconds=time.perf_counter() - t0,
+                            reason="another run of it appended its row first")
     return ProbeOutcome(ckpt, dataset, solver, "done", float(res.test_metric), res.metric, rid,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, grid_edge=row.grid_edge,
+                        param_name=res.param_name, best_param=float(res.best_param))
+
+
+def _feature_source(store: FeatureStore, info: EntryInfo, subset: bool) -> FeatureSource:
+    """The cached features a probe used: the entry, its weights, split ids and extraction."""
+    prov = info.provenance
+    ids = (prov.get("dataset") or {}).get("ids_sha256") or {}
+    splits = ("train", "test") if subset else ("train", "val", "test")
+    return FeatureSource(
+        kind="cached",
+        weights_sha256=(prov.get("checkpoint") or {}).get("weights_sha256"),
+        ids_sha256={s: ids[s] for s in splits if isinstance(ids, dict) and s in ids},
+        entry=f"{store.url}#{info.ckpt}/{info.dataset}",
+        feature_dim=info.feature_dim,
+        extraction=dict(prov.get("extraction") or {}),
+    )
+
+
+def select_entries(store: FeatureStore, ckpts: Iterable[str] | None,
+                   datasets: Iterable[str] | None) -> list[EntryInfo]:
+    """The complete entries a sweep covers. A name with no complete entry, or filters that
+    together match nothing, raise :class:`featurestore.errors.EntryNotFoundError` naming what
+    the store has: an empty sweep that exits 0 hides a typo."""
+    from featurestore.errors import EntryNotFoundError
+
+    entries = store.entries()
+    if not entries:
+        raise EntryNotFoundError(
+            f"no complete entries in store {store.url}; run `featurestore extract` first")
+    want_c, want_d = list(ckpts or []), list(datasets or [])
+    have_c = sorted({e.ckpt for e in entries})
+    have_d = sorted({e.dataset for e in entries})
+    for what, want, have in (("checkpoint", want_c, have_c), ("dataset", want_d, have_d)):
+        missing = [n for n in want if n not in have]
+        if missing:
+            raise EntryNotFoundError(
+                f"no complete entries for {what} {', '.join(missing)} in store {store.url} "
+                f"(it has: {', '.join(have)})")
+    chosen = [e for e in entries if (not want_c or e.ckpt in want_c)
+              and (not want_d or e.dataset in want_d)]
+    if not chosen:
+        pairs = ", ".join(f"{e.ckpt}/{e.dataset}" for e in entries)
+        raise EntryNotFoundError(
+            f"no complete entry is both checkpoint {', '.join(want_c)} and dataset "
+            f"{', '.join(want_d)} in store {store.url} (entries: {pairs})")
+    return chosen
 
 
 def sweep(
@@ -109,12 +197,8 @@ def sweep(
     solvers = list(solvers)
     for s in solvers:
         _check_solver(s)
-    want_c = set(ckpts) if ckpts else None
-    want_d = set(datasets) if datasets else None
     out = []
-    for e in store.entries():
-        if (want_c and e.ckpt not in want_c) or (want_d and e.dataset not in want_d):
-            continue
+    for e in select_entries(store, ckpts, datasets):
         for s in solvers:
             o = run_probe(store, e.ckpt, e.dataset, s, device=device, force=force)
             out.append(o)

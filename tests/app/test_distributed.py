@@ -54,3 +54,185 @@ def test_extract_and_sweep_on_cluster(client, imagefolder: Path, store_url: str)
     assert len(outcomes) == 4 and {o.status for o in outcomes} == {"done"}
     df = fs.results.frame()
     assert len(df) == 4 and set(df.setting) == {"logreg", "svm"}
+
+
+def _entry_files(store_url: str, entry: str) -> dict[str, bytes]:
+    """Every file of an entry's split arrays (chunks, checksummed, and their metadata); the
+    entry's own ``zarr.json`` differs by its timings and is left out."""
+    root = Path(store_url) / entry
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.parent != root}
+
+
+def test_one_entry_split_across_two_workers_is_byte_identical(
+        client, imagefolder: Path, tmp_path: Path) -> None:
+    import torch
+
+    from featurestore.datasets import get_dataset
+    from featurestore.extract import extract_entry
+    from featurestore_app.distributed import chunk_ranges, extract_entry_distributed
+
+    opts = {"weights": "random", "batch_size": 4, "chunk_batches": 1}
+    dist_url = str(tmp_path / "dist.zarr")
+    report = extract_entry_distributed(client, dist_url, FAST_CKPT, "imagefolder",
+                                       str(imagefolder), **opts)
+    assert report.status == "extracted" and report.n_images == 36
+    fs = FeatureStore(dist_url)
+    assert [e.ckpt for e in fs.entries()] == [FAST_CKPT]
+
+    # The shares really were spread: contiguous ranges, every chunk exactly once.
+    pending = {"train": [0, 1, 2, 3, 4], "val": [0, 1], "test": [0, 1, 2]}
+    shares = chunk_ranges(pending, 2)
+    assert shares == [{"train": [0, 1, 2, 3, 4]}, {"val": [0, 1], "test": [0, 1, 2]}]
+    assert chunk_ranges({"train": [0]}, 4) == [{"train": [0]}]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: the same reductions, the same bits
+    try:
+        local_url = str(tmp_path / "local.zarr")
+        extract_entry(FeatureStore(local_url), FAST_CKPT, get_dataset("imagefolder", imagefolder),
+                      num_workers=0, progress=False, **opts)
+    finally:
+        torch.set_num_threads(before)
+    entry = f"{FAST_CKPT}/imagefolder"
+    dist, local = _entry_files(dist_url, entry), _entry_files(local_url, entry)
+    chunk_files = [k for k in local if "/c/" in k]
+    assert len(chunk_files) >= 30  # 10 row chunks x (features, labels, ids, done)
+    assert dist.keys() == local.keys()
+    assert [k for k in local if dist[k] != local[k]] == []
+
+    again = extract_entry_distributed(client, dist_url, FAST_CKPT, "imagefolder",
+                                      str(imagefolder), **opts)
+    assert again.status == "skipped"
+
+
+def test_local_scheduler_runs_in_process_on_every_core(imagefolder: Path, store_url: str) -> None:
+    """``--scheduler local`` starts no worker processes (their start-up made it slower than the
+    plain sweep) and gives the same numbers as the plain sweep."""
+    import os
+    import shutil
+
+    from featurestore.datasets import get_dataset
+    from featurestore.extract import extract_entry
+    from featurestore_app.distributed import dask_client, sweep_distributed
+    from probes.linear.sweep import sweep
+
+    fs = FeatureStore(store_url)
+    extract_entry(fs, FAST_CKPT, get_dataset("imagefolder", imagefolder), weights="random",
+                  batch_size=8, num_workers=0, progress=False)
+    plain_url = str(Path(store_url).with_name("plain.zarr"))
+    shutil.copytree(store_url, plain_url)
+    with dask_client("local") as c:
+        workers = c.scheduler_info()["workers"]
+        assert len(workers) == 1
+        assert [w["nthreads"] for w in workers.values()] == [os.cpu_count()]
+        assert all(str(a).startswith("inproc://") for a in workers)
+        dist = sweep_distributed(c, store_url, None, None, ["logreg", "svm"], device="cpu")
+    plain = sweep(FeatureStore(plain_url), None, None, ["logreg", "svm"], device="cpu")
+    got = {(o.solver, o.test_metric, o.best_param) for o in dist}
+    assert len(got) == 2 and got == {(o.solver, o.test_metric, o.best_param) for o in plain}
+
+
+def test_finetune_grid_on_two_workers_survives_a_killed_worker(client, tmp_path: Path) -> None:
+    """Every grid point is a task: the row equals the sequential run's with the same seeds; a
+    worker killed mid-point is replaced, the point resumes from its last state (no step is
+    trained twice), and a rerun recomputes nothing."""
+    import os
+
+    import torch
+
+    from featurestore_app.distributed import finetune_distributed
+    from probes.finetune.jobs import RESULT
+    from probes.finetune.run import FinetuneConfig, run_finetune
+    from tests.conftest import write_imagefolder
+
+    images = write_imagefolder(tmp_path / "images", classes=3, train=6, test=3, size=32,
+                               fmt="PNG")
+    config = FinetuneConfig(setting="finetune", grid="lr=0.01;0.1", steps=2, batch_size=5,
+                            eval_every=2, ckpt_every=1, weights="random", progress=False,
+                            image_size=64, num_workers=0, device="cpu")
+    arch = "test_efficientnet"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count
+    try:
+        seq = run_finetune(arch, "imagefolder", config, store=str(tmp_path / "seq.zarr"),
+                           data_root=images)
+    finally:
+        torch.set_num_threads(before)
+
+    steps_log, marker = tmp_path / "steps.log", tmp_path / "killed"
+
+    def kill_once(name: str, done: int) -> None:  # runs on the workers (pickled by value)
+        with open(steps_log, "a") as f:
+            f.write(f"{name} {done}\n")
+        if name.startswith("lr=0.1_") and done == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)  # the worker process dies mid-point, after its step-1 state
+
+    url = str(tmp_path / "dist.zarr")
+    [out] = finetune_distributed(client, url, [(arch, "imagefolder", config)], str(images),
+                                 on_step=kill_once)
+    assert marker.exists()
+    assert out.status == "done" and out.test_metric == seq.test_metric
+    for key in ("val_curve", "hyperparams", "val_metric", "curve_steps", "n_train"):
+        got, want = out.row[key], seq.row[key]
+        if key == "val_curve":  # timings differ run to run
+            got = [{k: v for k, v in p.items() if k != "steps_per_s"} for p in got]
+            want = [{k: v for k, v in p.items() if k != "steps_per_s"} for p in want]
+        assert got == want, key
+    lines = steps_log.read_text().split("\n")[:-1]
+    runs: dict[str, list[int]] = {}
+    for line in lines:
+        name, done = line.rsplit(" ", 1)
+        runs.setdefault(name.split("_")[0], []).append(int(done))
+    # each point and the final run trained each step exactly once (the killed one resumed at 2)
+    assert runs == {"lr=0.01": [1, 2], "lr=0.1": [1, 2], "final": [1, 2]}
+
+    job_dir = next((tmp_path / ".dist.zarr.jobs").iterdir())
+    results = sorted(job_dir.glob(f"*/{RESULT}"))
+    assert len(results) == 3
+    mtimes = [p.stat().st_mtime_ns for p in results]
+    config.force = True  # a second row from the same job: every point is read back
+    [again] = finetune_distributed(client, url, [(arch, "imagefolder", config)], str(images),
+                                   on_step=kill_once)
+    assert again.status == "done" and again.test_metric == seq.test_metric
+    assert steps_log.read_text().split("\n")[:-1] == lines
+    assert [p.stat().st_mtime_ns for p in results] == mtimes
+    assert len(FeatureStore(url).results.frame()) == 2
+
+
+def test_finetune_cli_with_local_scheduler(imagefolder: Path, tmp_path: Path) -> None:
+    """``featurestore finetune --smoke --scheduler local`` (installed command) writes the row the
+    sequential run computes with the same seeds."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+
+    from probes.finetune.run import FinetuneConfig, run_finetune
+
+    url = str(tmp_path / "cli.zarr")
+    exe = Path(sys.executable).with_name("featurestore")
+    proc = subprocess.run(
+        [str(exe), "finetune", "--ckpt", "test_efficientnet", "--dataset", "imagefolder",
+         "--data-root", str(imagefolder), "--store", url, "--weights", "random", "--smoke",
+         "--scheduler", "local", "--json", "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [row] = json.loads(proc.stdout)
+    assert row["status"] == "done"
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # one torch thread per task thread of the 'local' cluster
+    try:
+        seq = run_finetune("test_efficientnet", "imagefolder",
+                           FinetuneConfig(setting="finetune", grid="lr=0.01", steps=2,
+                                          batch_size=8, image_size=32, weights="random",
+                                          progress=False, num_workers=0, device="cpu"),
+                           store=str(tmp_path / "seq.zarr"), data_root=imagefolder)
+    finally:
+        torch.set_num_threads(before)
+    assert row["test_metric"] == seq.test_metric
+    assert row["hyperparams"]["lr"] == 0.01
+    assert len(FeatureStore(url).results.frame()) == 1

@@ -1,5 +1,6 @@
-"""End to end: ``featurestore_app.report.report`` executes every notebook headless against (a) a small
-local store built here and (b) no store at all (the data/paper fallback), and writes offline HTML.
+"""End to end: ``featurestore_app.report.report`` executes every notebook headless against (a) a
+small local store built here and (b) no store at all (the data/paper fallback), and writes
+offline HTML.
 
 Each scenario runs the report once (module-scoped fixtures); the tests then read the executed
 ``.ipynb`` files it leaves beside the pages and inspect their plotly outputs
@@ -10,15 +11,19 @@ traces. Kernel start-up dominates, so the notebooks run two at a time.
 from __future__ import annotations
 
 import base64
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
-from tests.probes.test_figures import CKPTS, DATASETS, EXTRACTED, build_store
 
+from featurestore.store import FeatureStore
 from featurestore_app.report import (
     PLOTLY_MIME,
     ReportError,
@@ -26,6 +31,7 @@ from featurestore_app.report import (
     notebook_paths,
     report,
 )
+from tests.probes.test_figures import CKPTS, DATASETS, EXTRACTED, build_store
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +50,20 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path
 @pytest.fixture(scope="module")
 def fallback(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], str]:
     root = tmp_path_factory.mktemp("fallback")
-    url = str(root / "no-store-here.zarr")
+    url = str(root / "empty-store.zarr")
+    FeatureStore(url)  # a store without results: every panel comes from the paper
     out = root / "report"
     return out, report(url, out), url
+
+
+def test_report_on_a_missing_store_fails_with_one_line(tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).with_name("featurestore"))
+    proc = subprocess.run([exe, "report", "--store", str(tmp_path / "typo.zarr"), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "typo.zarr" in lines[0] and lines[0].startswith("error:"), lines
+    assert not (tmp_path / "out").exists() and not (tmp_path / "typo.zarr").exists()
 
 
 def executed(out: Path, stem: str) -> Any:
@@ -98,16 +115,22 @@ def test_report_pages_are_standalone_and_offline(scenario: str,
     out, paths, _ = request.getfixturevalue(scenario)
     assert paths == [out / "index.html", *(out / f"{s}.html" for s in NOTEBOOKS)]
     index = (out / "index.html").read_text()
+    # plotly.js once per report, beside the pages; each page loads that file and nothing else
+    assert re.match(r"/\*\*\n\* plotly\.js v\d", (out / "plotly.min.js").read_text()[:40])
     for stem in NOTEBOOKS:
         assert f'href="{stem}.html"' in index
         page = (out / f"{stem}.html").read_text()
-        # plotly.js inlined exactly once, and nothing fetched from the network
-        assert len(re.findall(r"\* plotly\.js v\d", page)) == 1
-        assert re.search(r"<script[^>]*\ssrc=", page) is None
+        assert "plotly.js v" not in page and len(page) < 2_000_000
+        assert re.findall(r"<script[^>]*\ssrc=\"([^\"]*)\"", page) == ["plotly.min.js"]
         assert re.search(r"<link[^>]*\shref=\"?https?:", page) is None
+        assert "STORE_URL = os.environ" not in page  # code cells hidden by default
         # every figure of the executed notebook is drawn in the page
         assert page.count("Plotly.newPlot(") == len(figures(out, stem))
         assert "Traceback" not in page
+        # no kernel warnings (or anything else) on the notebooks' stderr
+        stderr = [o["text"] for c in executed(out, stem).cells for o in c.get("outputs", [])
+                  if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+        assert stderr == [], (stem, stderr)
 
 
 @pytest.mark.parametrize("scenario", ["populated", "fallback"])
@@ -126,18 +149,31 @@ def test_correlations_from_store(populated: tuple[Path, list[Path], str]) -> Non
     out, _, _ = populated
     figs = figures(out, "01_correlations")
     left = by_title(figs, "Figure 2 (left)")
+    # the paper's panels stay; the store's appear beside them, each titled with its source
     assert [f["layout"]["title"]["text"] for f in left] == [
+        f"Figure 2 (left): {s} (paper)" for s in
+        ("Logistic regression", "Fine-tuned", "Trained from random initialization")
+    ] + [
         f"Figure 2 (left): {s} (store)" for s in
         ("Logistic regression", "SVM", "Fine-tuned", "Trained from random initialization")
     ]
-    for fig in left:  # per-dataset green from the stored predictions
+    assert all(len(f["layout"]["meta"]["datasets"]) == 12 for f in left[:3])
+    for fig in left[3:]:  # per-dataset green from the stored predictions
         assert fig["layout"]["meta"]["datasets"] == ["cifar10", "dtd", "flowers102"]
         green = [t for t in fig["data"] if t.get("name") == "not worse than best"]
         assert len(green) == 3 and all("Inception v4" in t["text"] for t in green)
         assert names(fig).count("fit") == 3
     right = by_title(figs, "Figure 2 (right)")[0]
-    assert len(right["layout"]["meta"]["panels"]) == 4
+    assert right["layout"]["meta"]["panels"] == [
+        "Logistic regression (paper)", "Fine-tuned (paper)", "From scratch (paper)",
+        "Logistic regression (store)", "SVM (store)", "Fine-tuned (store)",
+        "From scratch (store)"]
+    assert right["layout"]["title"]["text"].endswith("(paper and store side by side)")
     assert "not worse than best" in names(right)
+    fig1 = by_title(figs, "Figure 1")[0]
+    assert fig1["layout"]["meta"]["panels"] == [
+        "Logistic regression (paper)", "Fine-tuned (paper)", "Logistic regression (store)",
+        "Fine-tuned (store)"]
     table2 = text_outputs(out, "01_correlations")
     assert "Logistic regression" in table2 and "store" in table2
 
@@ -145,12 +181,20 @@ def test_correlations_from_store(populated: tuple[Path, list[Path], str]) -> Non
 def test_settings_from_store(populated: tuple[Path, list[Path], str]) -> None:
     out, _, _ = populated
     figs = figures(out, "02_settings")
-    fig6 = by_title(figs, "Figure 6")[0]
+    ref6, fig6 = by_title(figs, "Figure 6")
+    assert ref6["layout"]["title"]["text"].endswith("(paper)")
+    assert ref6["layout"]["meta"]["settings"] == ["logreg", "finetune", "scratch"]
+    assert fig6["layout"]["title"]["text"].endswith("(store)")
     assert fig6["layout"]["meta"]["settings"] == ["logreg", "svm", "finetune", "scratch"]
     assert [t["type"] for t in fig6["data"]].count("bar") == 4
-    fig7 = by_title(figs, "Figure 7")[0]
+    ref7, fig7 = by_title(figs, "Figure 7")
+    assert len(ref7["layout"]["meta"]["datasets"]) == 12
     assert fig7["layout"]["meta"]["datasets"] == ["cifar10", "dtd", "flowers102"]
-    assert len(by_title(figs, "Figure 17")[0]["layout"]["meta"]["pairs"]) == 6
+    ref17, fig17 = by_title(figs, "Figure 17")
+    assert len(ref17["layout"]["meta"]["pairs"]) == 3 and len(fig17["layout"]["meta"]["pairs"]) == 6
+    # Figure 18 (SVM): the store alone; the test store has no augmented logistic regression
+    assert [f["layout"]["title"]["text"] for f in by_title(figs, "Figure 18")] == [
+        "Figure 18: SVM vs ImageNet top-1 (store)", "Figure 18: SVM vs other settings (store)"]
     assert "Fine-tuned > Logistic regression" in text_outputs(out, "02_settings")
 
 
@@ -161,9 +205,22 @@ def test_data_size_and_convergence_from_store(populated: tuple[Path, list[Path],
     assert sorted(names(fig9)) == sorted(
         f"{s} · inception_v4" for s in ("Logistic regression", "Fine-tuned", "From scratch"))
     assert all(list(values(t["x"])) == [1, 2, 5] for t in fig9["data"])
+    # hand-built rows have no step-budget family: Figure 8 says so, and the validation curves
+    # of single runs are drawn separately, titled as not being Figure 8
     fig8 = by_title(figs, "Figure 8")[0]
-    assert names(fig8).count("90% of max odds") == 2 * len(CKPTS)
-    assert "speedup_vs_scratch" in text_outputs(out, "03_data_size_convergence")
+    assert fig8["layout"]["meta"]["empty"]
+    curve = by_title(figs, "Validation curve")[0]
+    assert "not Figure 8" in curve["layout"]["title"]["text"]
+    assert names(curve).count("90% of max odds") == 2 * len(CKPTS)
+
+
+def test_report_writes_figure_data(populated: tuple[Path, list[Path], str]) -> None:
+    out, _, _ = populated
+    fig2 = pd.read_csv(out / "data" / "figure2.csv")
+    assert set(fig2["source"]) == {"paper", "store"}
+    store = fig2[fig2["source"] == "store"]
+    assert sorted(set(store["ckpt"])) == sorted(CKPTS)
+    assert len(store) == len(CKPTS) * len(DATASETS) * 4
 
 
 def test_embeddings_from_store(populated: tuple[Path, list[Path], str]) -> None:
@@ -213,8 +270,8 @@ def test_correlations_fall_back_to_paper(fallback: tuple[Path, list[Path], str])
 def test_settings_fall_back_to_paper(fallback: tuple[Path, list[Path], str]) -> None:
     out, _, _ = fallback
     figs = figures(out, "02_settings")
-    assert by_title(figs, "Figure 6")[0]["layout"]["meta"]["settings"] == [
-        "logreg", "finetune", "scratch"]
+    assert [f["layout"]["meta"]["settings"] for f in by_title(figs, "Figure 6")] == [
+        ["logreg", "finetune", "scratch"]]
     assert len(by_title(figs, "Figure 7")[0]["layout"]["meta"]["datasets"]) == 12
     assert len(by_title(figs, "Figure 17")[0]["layout"]["meta"]["pairs"]) == 3
     assert "in 178 of 192 cells (1 ties)" in text_outputs(out, "02_settings")
@@ -223,7 +280,8 @@ def test_settings_fall_back_to_paper(fallback: tuple[Path, list[Path], str]) -> 
 def test_data_size_and_convergence_render_empty(fallback: tuple[Path, list[Path], str]) -> None:
     out, _, _ = fallback
     figs = figures(out, "03_data_size_convergence")
-    assert [f["layout"]["title"]["text"].split(":")[0] for f in figs] == ["Figure 9", "Figure 8"]
+    assert [f["layout"]["title"]["text"].split(":")[0] for f in figs] == [
+        "Figure 9", "Figure 8", "Validation curve along one run (store; not Figure 8)"]
     assert all(f["layout"]["meta"]["empty"] and not f["data"] for f in figs)
 
 
@@ -250,6 +308,7 @@ def test_failing_notebook_still_gets_a_page(tmp_path: Path) -> None:
         '# %% [markdown]\n# # Broken\n\n# %% tags=["parameters"]\nSTORE_URL = "x"\n\n'
         '# %%\nraise RuntimeError("deliberately broken for the test")\n'
     )
+    FeatureStore(str(tmp_path / "s.zarr"))
     with pytest.raises(ReportError, match="01_broken") as info:
         report(str(tmp_path / "s.zarr"), tmp_path / "out", notebooks=notebook_paths(nb_dir))
     page = (tmp_path / "out" / "01_broken.html").read_text()
@@ -269,3 +328,22 @@ def test_inject_store_url_is_idempotent() -> None:
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert tags == [[], ["parameters"], ["injected-parameters"], []]
     assert nb.cells[2].source.endswith("STORE_URL = 's3://bucket/b.zarr'")
+
+
+def test_plain_nbconvert_renders_the_figures(tmp_path: Path) -> None:
+    """`jupyter nbconvert --execute --to html` (no featurestore report) draws the figures,
+    offline: plotly.js once, inline, and no `<plotly figure: ...>` placeholders."""
+    import jupytext
+
+    FeatureStore(str(tmp_path / "s.zarr"))
+    nb_path = tmp_path / "03.ipynb"
+    jupytext.write(jupytext.read(notebook_paths()[2]), nb_path)
+    exe = str(Path(sys.executable).with_name("jupyter"))
+    env = {**os.environ, "FEATURESTORE_URL": str(tmp_path / "s.zarr")}
+    proc = subprocess.run([exe, "nbconvert", "--execute", "--to", "html", str(nb_path)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "03.html").read_text()
+    assert page.count("Plotly.newPlot(") == 3
+    assert len(re.findall(r"\* plotly\.js v\d", page)) == 1
+    assert "&lt;plotly figure" not in page

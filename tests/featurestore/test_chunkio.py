@@ -1,4 +1,5 @@
-"""The single-copy read path (featurestore.store.chunkio) against Zarr's own reads of the same arrays."""
+"""The single-copy read path (featurestore.store.chunkio) against Zarr's own reads of the same
+arrays, and its checks of each chunk's crc32c."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
+from featurestore.errors import DamagedEntryError
 from featurestore.store import FeatureStore, SplitPlan, chunkio
 
 
@@ -77,22 +79,36 @@ def test_compressed_arrays_fall_back_to_zarr(tmp_path: Path) -> None:
     assert not chunkio.fast_path_ok(b)  # chunked along columns: rows are not contiguous
 
 
-def test_missing_chunk_is_fill_value_and_short_chunk_names_file(tmp_path: Path) -> None:
-    path = tmp_path / "u.zarr"
+def test_missing_and_short_chunks_of_unchecksummed_array_are_refused(tmp_path: Path) -> None:
+    """An array without checksums (written before them): a missing features chunk is damage,
+    not the fill value, and a short chunk file is refused naming array and chunk."""
+    path = tmp_path / "u.zarr" / "features"
     a = zarr.create_array(path, shape=(25, 4), chunks=(10, 4), dtype="float32",
                           compressors=None, fill_value=-1.0)
     a[:10] = 1.0  # chunk 0 written; chunks 1 and 2 never written
     a[20:] = 3.0
     assert chunkio.fast_path_ok(a)
-    got = chunkio.read_rows(a, path)
-    np.testing.assert_array_equal(got, a[...])
-    assert (got[10:20] == -1).all()
+    with pytest.raises(DamagedEntryError, match=r"^damaged chunk x/features chunk 1: chunk miss"):
+        chunkio.read_rows(a, path, name="x/features")
+    a[10:20] = 2.0
+    np.testing.assert_array_equal(chunkio.read_rows(a, path), a[...])
     key = a.metadata.encode_chunk_key((2, 0))
     (path / key).write_bytes((path / key).read_bytes()[:8])  # edge chunks are stored full size
-    with pytest.raises(OSError, match="short chunk file .*" + key.replace("/", ".")):
-        chunkio.read_rows(a, path)
+    with pytest.raises(DamagedEntryError, match="x/features chunk 2: wrong size"):
+        chunkio.read_rows(a, path, name="x/features")
     with pytest.raises(ValueError, match="C-contiguous"):
         chunkio.read_rows(a, path, out=np.empty((25, 4), np.float64))
+
+
+def test_unchecksummed_labels_may_miss_chunks(tmp_path: Path) -> None:
+    """Zarr skipped all-zero chunks before writes forced them, so old label arrays read a missing
+    chunk as the fill value (their entries are flagged unverified)."""
+    path = tmp_path / "u.zarr" / "labels"
+    a = zarr.create_array(path, shape=(20,), chunks=(10,), dtype="int32", compressors=None)
+    a[:10] = 0  # all fill value: never written by Zarr's default config
+    a[10:] = 5
+    assert not (path / a.metadata.encode_chunk_key((0,))).exists()
+    np.testing.assert_array_equal(chunkio.read_rows(a, path, name="ck/ds/train/labels"), a[...])
 
 
 def test_loaded_arrays_are_page_aligned_and_serial_equals_threaded(tmp_path: Path, data) -> None:
@@ -122,3 +138,29 @@ def test_entry_with_compressed_labels_still_loads(tmp_path: Path, data) -> None:
     X, ytv = fs.load("ck", "ds", "trainval")
     np.testing.assert_array_equal(ytv, np.concatenate([data["train"][1], data["val"][1]]))
     np.testing.assert_array_equal(fs.load("ck", "ds", "train")[1], data["train"][1])
+
+
+def test_fast_path_checks_crc32c_of_every_chunk_including_the_edge(tmp_path: Path, data) -> None:
+    """A flipped bit anywhere in a chunk file (edge chunks are stored padded to full size, and
+    the CRC covers the padding too) is refused; verify=False reads it, accepting the risk."""
+    fs = FeatureStore(str(tmp_path / "s.zarr"))
+    _write(fs, data)  # train: chunks 0-3 full, chunk 4 holds rows 28-29 of 7
+    arr = fs.root["ck/ds/train/features"]
+    local = fs.local_root / "ck/ds/train/features"
+    edge = local / "c" / "4" / "0"
+    assert edge.stat().st_size == 7 * 5 * 4 + 4
+    for byte in (3, 7 * 5 * 4 - 1):  # a real row, then the padding
+        raw = edge.read_bytes()
+        edge.write_bytes(raw[:byte] + bytes([raw[byte] ^ 0x10]) + raw[byte + 1:])
+        with pytest.raises(DamagedEntryError, match="ck/ds/train/features chunk 4: checksum"):
+            chunkio.read_rows(arr, local, name="ck/ds/train/features")
+        with pytest.raises(DamagedEntryError, match="chunk 4: checksum mismatch"):
+            fs.load("ck", "ds", "trainval")
+        edge.write_bytes(raw)
+    raw = edge.read_bytes()
+    edge.write_bytes(raw[:3] + bytes([raw[3] ^ 0x10]) + raw[4:])
+    X = chunkio.read_rows(arr, local, verify=False)
+    assert (X[28:] != data["train"][0][28:]).sum() == 1  # exactly the flipped value
+    edge.write_bytes(raw + b"x")  # a longer file is refused as well
+    with pytest.raises(DamagedEntryError, match="wrong size"):
+        chunkio.read_rows(arr, local, name="ck/ds/train/features")

@@ -389,6 +389,12 @@ def test_multilabel_voc_trains_with_sigmoid_loss_and_stores_scores(tmp_path: Pat
     preds = FeatureStore(str(tmp_path / "s.zarr")).results.predictions(out.result_id)
     assert preds.shape == (5, 20) and preds.dtype == np.float32
     assert ((preds >= 0) & (preds <= 1)).all()
+    # scored like the devkit: difficult (image, class) entries are neither positive nor negative
+    from probes.metrics import voc11_map
+
+    y_test, difficult = ds.split("test").labels, ds.difficult_mask("test")
+    assert difficult.any()
+    assert out.test_metric == pytest.approx(voc11_map(y_test, preds, difficult), abs=1e-6)
 
 
 def test_job_folder_on_an_fsspec_store_and_beside_a_local_one(tmp_path: Path) -> None:

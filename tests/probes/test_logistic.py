@@ -217,3 +217,30 @@ def test_cuda_matches_cpu(digits) -> None:
 @parametrize_with_checks([LogisticProbe(device="cpu")])
 def test_sklearn_estimator_checks(estimator, check) -> None:
     check(estimator)
+
+
+def test_huge_feature_scale_is_refused_not_a_linalg_error(digits) -> None:
+    """x1e30 overflows the float32 second moments the solver needs. The L2 penalty is not
+    scale invariant, so a silent rescale would solve another problem: refuse, naming the
+    scale, whether fitting, running the path, or when only the val split is huge."""
+    Xtr, ytr, Xte, yte = digits
+    big = (Xtr * 1e30).astype(np.float32)
+    with pytest.raises(ProbeInputError, match=r"\|x\| = 1e\+30, too large for the float32"):
+        LogisticProbe(device="cpu").fit(big, ytr)
+    with pytest.raises(ProbeInputError, match="too large for the float32"):
+        logistic_path(big[:700], ytr[:700], big[700:], ytr[700:], lambdas=[1.0], device="cpu")
+    with pytest.raises(ProbeInputError, match="X_val features reach"):
+        logistic_path(Xtr[:700], ytr[:700], big[700:], ytr[700:], lambdas=[1.0], device="cpu")
+
+
+def test_huge_feature_scale_in_float64_solves_the_equivalent_problem(digits) -> None:
+    """The refusal points to dtype='float64', which must then be right: scaling X by s is
+    the problem at lam / s^2 on X, with coefficients divided by s."""
+    Xtr, ytr, Xte, yte = digits
+    s = 2.0**100
+    big = LogisticProbe(lam=1.0, dtype="float64", tol=1e-8, device="cpu").fit(Xtr * s, ytr)
+    ref = LogisticProbe(lam=1.0 / s**2, dtype="float64", tol=1e-8, device="cpu").fit(Xtr, ytr)
+    assert big.converged_
+    agree = np.mean(big.predict(Xte * s) == ref.predict(Xte))
+    assert agree >= 0.99
+    assert big.score(Xte * s, yte) == pytest.approx(ref.score(Xte, yte), abs=0.01)

@@ -92,3 +92,19 @@ def test_registry_and_score_dispatch() -> None:
 def test_bad_input_raises(call, match: str) -> None:
     with pytest.raises(ProbeInputError, match=match):
         call()
+
+
+def test_voc11_ignores_difficult_entries_like_the_devkit() -> None:
+    """A difficult image ranked first: the devkit drops it (AP 1.0); as a negative it would
+    cost precision (AP of ranks +,-,+ ... below 1)."""
+    y = np.array([[0], [1], [1], [0]])
+    s = np.array([[0.9], [0.8], [0.7], [0.1]])
+    difficult = np.array([[1], [0], [0], [0]])
+    as_negative = metrics.voc11_map(y, s)
+    assert as_negative < 1.0
+    assert metrics.voc11_map(y, s, difficult) == pytest.approx(1.0)
+    assert metrics.score("voc11_map", y, s, ignore=difficult) == pytest.approx(1.0)
+    # same as scoring with the difficult rows removed by hand
+    assert metrics.voc11_map(y[1:], s[1:]) == pytest.approx(1.0)
+    with pytest.raises(ProbeInputError, match="no ignore mask"):
+        metrics.score("top1", np.array([0, 1]), np.array([0, 1]), ignore=np.zeros(2))

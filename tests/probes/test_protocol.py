@@ -117,3 +117,20 @@ def test_bad_inputs() -> None:
         run_protocol("logreg", Xtr, ytr, Xva, yva, Xte[:0], yte[:0], lambdas=[1.0])
     with pytest.raises(ProbeInputError, match="1 class"):
         run_protocol("svm", Xtr, np.full(len(ytr), 3), Xva, yva, Xte, yte, Cs=[1.0])
+
+
+def test_huge_feature_scale_svm_scores_as_unscaled_logreg_refuses() -> None:
+    """Features x1e30 through the whole protocol: the SVM (scale invariant by its
+    normalisation) picks the same C and scores what the unscaled features score; logistic
+    regression refuses with one clear error instead of LinAlgError."""
+    Xtr, ytr, Xva, yva, Xte, yte = split()
+    Xtr, Xva, Xte = Xtr + 0.01, Xva + 0.01, Xte + 0.01  # no all-zero rows
+    s = np.float32(1e30)
+    ref = run_protocol("svm", Xtr, ytr, Xva, yva, Xte, yte, device="cpu")
+    big = run_protocol("svm", Xtr * s, ytr, Xva * s, yva, Xte * s, yte, device="cpu")
+    assert ref.test_metric > 0.5  # well above chance (4 classes)
+    assert big.best_param == ref.best_param
+    assert big.test_metric == pytest.approx(ref.test_metric, abs=1 / 300 + 1e-9)
+    with pytest.raises(ProbeInputError, match="too large for the float32 solver"):
+        run_protocol("logreg", Xtr * s, ytr, Xva * s, yva, Xte * s, yte, device="cpu",
+                     lambdas=LAMS)

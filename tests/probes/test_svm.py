@@ -140,3 +140,33 @@ def test_cuda_matches_cpu(digits) -> None:
 @parametrize_with_checks([SVMProbe(device="cpu")])
 def test_sklearn_estimator_checks(estimator, check) -> None:
     check(estimator)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1e300])
+def test_extreme_feature_scale_gives_the_unscaled_model(digits, scale: float) -> None:
+    """Per-row L2 normalisation makes the SVM scale invariant, so features x1e30 (whose
+    squares overflow float32) or x1e-30 (whose squares underflow) must give the model of
+    the unscaled features, not chance. 1e300 is beyond float32 and must be refused."""
+    Xtr, ytr, Xte, yte = digits
+    Xtr32, Xte32 = Xtr.astype(np.float32), Xte.astype(np.float32)
+    ref = SVMProbe(C=1.0, device="cpu").fit(Xtr32, ytr)
+    if scale > float(np.finfo(np.float32).max):
+        with pytest.raises(ProbeInputError, match="beyond the range of float32"):
+            SVMProbe(C=1.0, device="cpu").fit(Xtr * scale, ytr)
+        return
+    big = SVMProbe(C=1.0, device="cpu").fit((Xtr * scale).astype(np.float32), ytr)
+    assert big.score(Xte * scale, yte) == pytest.approx(ref.score(Xte32, yte), abs=0.003)
+    assert ref.score(Xte32, yte) > 0.9
+    np.testing.assert_allclose(big.decision_function(Xte * scale), ref.decision_function(Xte32),
+                               atol=1e-3)
+
+
+def test_extreme_feature_scale_in_the_path(digits) -> None:
+    Xtr, ytr, Xte, yte = digits
+    s = np.float32(1e30)
+    ref = svm_path(Xtr[:700], ytr[:700], Xtr[700:], ytr[700:], Cs=[0.1, 1.0, 10.0],
+                   device="cpu")
+    big = svm_path(Xtr[:700] * s, ytr[:700], Xtr[700:] * s, ytr[700:], Cs=[0.1, 1.0, 10.0],
+                   device="cpu")
+    assert big.best_param == ref.best_param
+    np.testing.assert_allclose(big.val_metric, ref.val_metric, atol=0.004)

@@ -1,0 +1,184 @@
+"""What dask.distributed buys on one machine, each a ratio measured in the same run.
+
+(a) one entry's extraction split by row-chunk ranges (``extract_entry_distributed``): 2 worker
+    processes vs 1 (one thread each), on an ImageFolder of generated JPEGs. Goal >= 1.7x on 2 cores.
+(b) a probe sweep over several entries (``sweep_distributed``, logistic path): 2 workers vs 1
+    (one thread each). Goal >= 1.7x on 2 cores. The entries hold synthetic CNN-like features
+    (:func:`benchmarks.probes.make_cnn_features`) written by the store's own writer.
+(c) ``sweep --scheduler local`` vs the plain sweep on the same entries, cluster start-up included
+    (what a user waits for). Goal >= 1.0x. Also printed: the same with a process ``LocalCluster``
+    (workers x threads = cores), the alternative ``local`` does not use because of its start-up.
+
+Worker clusters of (a) and (b) are started and warmed (torch and the store imported) before the
+clock starts: a real cluster starts once and serves many jobs.
+
+    python -m benchmarks.distributed [--ckpt efficientnet_lite0] [--images 160] [--entries 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_images(root: Path, n: int, classes: int = 4, size: int = 96) -> Path:
+    """``root/{train,test}/<class>/*.jpg``: ``n`` noisy class-coloured JPEGs (3/4 train)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        split = "test" if i % 4 == 3 else "train"
+        c = i % classes
+        d = root / split / f"class_{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        base = np.array([60 * c % 256, 255 - 50 * c % 256, 90], dtype=np.float32)
+        img = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(d / f"img_{i:05d}.jpg", quality=90)
+    return root
+
+
+def write_synthetic_entries(url: str, n_entries: int, n: int, d: int, c: int) -> list[str]:
+    """``n_entries`` complete entries ``synthetic_<i>/synthetic`` through :class:`EntryWriter`
+    (train/val/test = 60/20/20 of ``n`` rows); their checkpoint names."""
+    from benchmarks.probes import make_cnn_features
+    from featurestore.store import FeatureStore, SplitPlan
+
+    fs = FeatureStore(url)
+    names = []
+    for i in range(n_entries):
+        x, y = make_cnn_features(n, d, c, seed=i)
+        cut = {"train": slice(0, int(0.6 * n)), "val": slice(int(0.6 * n), int(0.8 * n)),
+               "test": slice(int(0.8 * n), n)}
+        name = f"synthetic_{i}"
+        with fs.writing(name, "synthetic") as w:
+            plans = [SplitPlan(s, r.stop - r.start, d, 512) for s, r in cut.items()]
+            w.begin(plans, {"dataset": {"name": "synthetic", "metric": "top1"},
+                            "checkpoint": {"name": name}, "feature_dim": d},
+                    {"synthetic": i, "n": n, "d": d, "c": c})
+            for p in plans:
+                xs, ys = x[cut[p.name]], y[cut[p.name]]
+                for k in range(p.n_chunks):
+                    r = p.rows(k)
+                    w.write_chunk(p.name, k, xs[r], ys[r], [f"{p.name}_{j}" for j in
+                                                           range(r.start, r.stop)])
+            w.finish({})
+        names.append(name)
+    return names
+
+
+def _warm() -> None:
+    import torch  # noqa: F401
+
+    import featurestore.extract  # noqa: F401
+    import probes.linear.sweep  # noqa: F401
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def on_workers(n: int, fn: Callable[[Any], Any]) -> float:
+    """Seconds ``fn(client)`` takes on a warmed ``LocalCluster`` of ``n`` one-thread processes."""
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(_warm)
+        return timed(lambda: fn(client))
+
+
+def bench_extract(args: argparse.Namespace, tmp: Path) -> dict[int, float]:
+    from featurestore_app.distributed import extract_entry_distributed
+
+    images = write_images(tmp / "images", args.images)
+    out = {}
+    for n in (1, 2):
+        url = str(tmp / f"extract_{n}.zarr")
+        out[n] = on_workers(n, lambda c, url=url, n=n: extract_entry_distributed(
+            c, url, args.ckpt, "imagefolder", str(images), parts=n, batch_size=args.batch_size,
+            chunk_batches=1, weights=args.weights))
+    return out
+
+
+def bench_sweep_workers(url: str, names: list[str]) -> dict[int, float]:
+    from featurestore_app.distributed import sweep_distributed
+
+    return {n: on_workers(n, lambda c: sweep_distributed(c, url, names, None, ["logreg"],
+                                                         device="cpu", force=True))
+            for n in (1, 2)}
+
+
+def bench_local_vs_plain(url: str, names: list[str], repeat: int) -> dict[str, float]:
+    """Best of ``repeat``: plain sweep, ``--scheduler local`` (in-process), process cluster."""
+    from featurestore.store import FeatureStore
+    from featurestore_app.distributed import dask_client, sweep_distributed
+    from probes.linear.sweep import sweep
+
+    def local(processes: bool) -> None:
+        with dask_client("local", processes=processes) as c:
+            sweep_distributed(c, url, names, None, ["logreg"], device="cpu", force=True)
+
+    runs: dict[str, list[float]] = {"plain": [], "local": [], "local_processes": []}
+    for _ in range(repeat):
+        runs["plain"].append(timed(lambda: sweep(FeatureStore(url), names, None, ["logreg"],
+                                                 device="cpu", force=True)))
+        runs["local"].append(timed(lambda: local(False)))
+        runs["local_processes"].append(timed(lambda: local(True)))
+    return {k: min(v) for k, v in runs.items()}
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ckpt", default="efficientnet_lite0")
+    ap.add_argument("--weights", default=None, help="default: the checkpoint's own")
+    ap.add_argument("--images", type=int, default=160)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--entries", type=int, default=6)
+    ap.add_argument("--rows", type=int, default=2500, help="rows per synthetic entry")
+    ap.add_argument("--dim", type=int, default=1280)
+    ap.add_argument("--classes", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--skip-extract", action="store_true")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        url = str(tmp / "sweep.zarr")
+        names = write_synthetic_entries(url, args.entries, args.rows, args.dim, args.classes)
+        res: dict[str, float] = {}
+        if not args.skip_extract:
+            ex = bench_extract(args, tmp)
+            res.update(extract_1w=ex[1], extract_2w=ex[2], extract_ratio=ex[1] / ex[2])
+        sw = bench_sweep_workers(url, names)
+        res.update(sweep_1w=sw[1], sweep_2w=sw[2], sweep_ratio=sw[1] / sw[2])
+        lp = bench_local_vs_plain(url, names, args.repeat)
+        res.update(plain=lp["plain"], local=lp["local"], local_processes=lp["local_processes"],
+                   local_ratio=lp["plain"] / lp["local"],
+                   local_processes_ratio=lp["plain"] / lp["local_processes"])
+
+    load = os.getloadavg()
+    print(f"cores {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if "extract_ratio" in res:
+        print(f"(a) extract one entry ({args.images} images, {args.ckpt}): 1 worker "
+              f"{res['extract_1w']:.1f}s, 2 workers {res['extract_2w']:.1f}s -> "
+              f"{res['extract_ratio']:.2f}x (goal >= 1.7x)")
+    print(f"(b) probe sweep, {args.entries} entries ({args.rows}x{args.dim}, {args.classes} "
+          f"classes): 1 worker {res['sweep_1w']:.1f}s, 2 workers {res['sweep_2w']:.1f}s -> "
+          f"{res['sweep_ratio']:.2f}x (goal >= 1.7x)")
+    print(f"(c) sweep plain {res['plain']:.1f}s vs --scheduler local {res['local']:.1f}s -> "
+          f"{res['local_ratio']:.2f}x (goal >= 1.0x); process LocalCluster "
+          f"{res['local_processes']:.1f}s -> {res['local_processes_ratio']:.2f}x")
+    return res
+
+
+if __name__ == "__main__":
+    main()
