@@ -91,7 +91,7 @@ def on_workers(n: int, fn: Callable[[Any], Any]) -> float:
     from dask.distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(_warm)
         return timed(lambda: fn(client))
 

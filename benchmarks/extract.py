@@ -65,7 +65,9 @@ def bench_extract(ckpt: str, weights: str | None, n_images: int, batch_size: int
 
 
 def bench_read(rows: int, dim: int, reps: int) -> dict[str, float]:
+    from featurestore.extract import BATCHES_PER_CHUNK, DEFAULT_BATCH_SIZE
     from featurestore.store import FeatureStore, SplitPlan
+    from featurestore.store.writer import chunk_rows_for
 
     rng = np.random.default_rng(0)
     X = np.maximum(rng.standard_normal((rows, dim), dtype=np.float32), 0)
@@ -73,7 +75,9 @@ def bench_read(rows: int, dim: int, reps: int) -> dict[str, float]:
         npy = Path(tmp) / "features.npy"
         np.save(npy, X)
         fs = FeatureStore(str(Path(tmp) / "read.zarr"))
-        plan = SplitPlan("train", rows, dim, 1024)
+        # chunked as extraction chunks a split of this size
+        plan = SplitPlan("train", rows, dim, chunk_rows_for(
+            rows, DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE * BATCHES_PER_CHUNK))
         with fs.writing("synthetic", "bench") as w:
             w.begin([plan], {}, {})
             for k in range(plan.n_chunks):

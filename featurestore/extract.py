@@ -44,6 +44,7 @@ from featurestore.errors import (
     NonFiniteFeaturesError,
 )
 from featurestore.store import EntryWriter, FeatureStore, SplitPlan, integrity
+from featurestore.store.writer import chunk_rows_for
 
 DEFAULT_BATCH_SIZE = 64
 #: Row chunk = this many batches: the unit of resumption and of Zarr storage.
@@ -220,10 +221,14 @@ def _plan_entry(
     dev: torch.device, batch_size: int, chunk_batches: int, with_logits: bool,
 ) -> _EntryJob:
     """The entry's split plans, provenance and fingerprint."""
-    chunk_rows = batch_size * chunk_batches
+    # rows per chunk from each split's size (at most chunk_batches whole batches): small
+    # splits are not padded to a full chunk on disk
+    chunk_rows = {s: chunk_rows_for(len(sd), batch_size, batch_size * chunk_batches)
+                  for s, sd in splits.items()}
     label_shape = (dataset.num_classes,) if dataset.multilabel else ()
     logits_dim = _logits_dim(loaded) if with_logits else 0
-    plans = [SplitPlan(s, len(sd), loaded.feature_dim, chunk_rows, label_shape, logits_dim)
+    plans = [SplitPlan(s, len(sd), loaded.feature_dim, chunk_rows[s], label_shape, logits_dim,
+                       difficult=_difficult_mask(dataset, s, sd))
              for s, sd in splits.items()]
     ds_prov = dataset.provenance()
     ds_prov["label_names"] = dataset.label_names
@@ -255,11 +260,34 @@ def _plan_entry(
                      logits_dim)
 
 
+def _difficult_mask(dataset: Dataset, split: str, sd: SplitData) -> np.ndarray | None:
+    """The split's uint8 ``[N, C]`` mask of *difficult* label entries, for multi-label
+    datasets that flag them (VOC 2007's ``difficult_mask``), stored beside the labels so the
+    probes score as the devkit does; None for every other dataset."""
+    mask_of = getattr(dataset, "difficult_mask", None)
+    if not dataset.multilabel or not callable(mask_of):
+        return None
+    mask = np.asarray(mask_of(split), dtype=np.uint8)
+    if mask.shape != np.shape(sd.labels):
+        raise FeatureStoreError(f"{dataset.name}/{split}: difficult mask {mask.shape} does not "
+                                f"match the labels {np.shape(sd.labels)}")
+    return mask
+
+
 def _intact(store: FeatureStore, name: str, dataset: str) -> bool:
     """True when the entry is complete and every chunk of it passes its check (``--repair``
     has nothing to do)."""
     return (store.has_complete(name, dataset)
             and integrity.check_entry(store.root, name, dataset).ok)
+
+
+def _holds_logits(store: FeatureStore, name: str, dataset: str) -> bool:
+    """Whether the complete entry stores logits; False when its metadata is unreadable (a
+    repair then starts the entry afresh, as it would without logits)."""
+    try:
+        return store.has_complete(name, dataset) and store.has_logits(name, dataset)
+    except FeatureStoreError:
+        return False
 
 
 def _open_entry(store: FeatureStore, writer: EntryWriter, job: _EntryJob, repair: bool) -> str:
@@ -385,6 +413,9 @@ def extract_entry(
             and not store.has_logits(name, dataset.name)):
         force = True
     repair = repair and not force
+    if repair and not with_logits:
+        # a repaired entry keeps its logits: damaged logits chunks are recomputed like features
+        with_logits = _holds_logits(store, name, dataset.name)
     if repair and _intact(store, name, dataset.name):
         return EntryReport(name, dataset.name, "intact")
     if not repair and store.has_complete(name, dataset.name) and not force:

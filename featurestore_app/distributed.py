@@ -10,8 +10,10 @@ collide.
 never cost a user time on one machine's worth of work, so it starts no worker processes (each would
 import torch again: seconds of start-up per worker on a small machine, measured 0.62x of the plain
 sweep on 6 entries). It is an in-process cluster whose threads share the machine's cores with torch:
-``workers x threads x torch threads = cores`` (:func:`torch_threads_for`). Real clusters start their
-workers once and amortise that cost over every job.
+``workers x threads x torch threads = cores`` (:func:`torch_threads_for`). Fine-tuning is the
+exception (:func:`training_client`): its runs take minutes, so ``local`` starts one single-threaded
+worker process per core for it. Real clusters start their workers once and amortise that cost over
+every job.
 
 Three kinds of fan-out:
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -71,18 +74,29 @@ def dask_client(
     before = torch.get_num_threads()
     try:
         with LocalCluster(n_workers=n, threads_per_worker=threads, processes=processes,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
             yield client
     finally:
         torch.set_num_threads(before)
 
 
-def host_threads(client: Any) -> dict[str, int]:
-    """Task threads per worker host: tasks on one host share its cores."""
+def training_client(scheduler: str) -> contextlib.AbstractContextManager[Any]:
+    """The client for fine-tuning: ``local`` starts one single-threaded worker process per core.
+    Training runs take minutes, so the processes' start-up is amortised, and separate processes
+    train grid points side by side (runs in threads of one process would have to take turns:
+    torch's random generator is process-wide)."""
+    if scheduler == "local":
+        return dask_client(scheduler, processes=True, threads_per_worker=1)
+    return dask_client(scheduler)
+
+
+def host_threads(client: Any, *, per_process: bool = False) -> dict[str, int]:
+    """Task threads per worker host: tasks on one host share its cores. ``per_process`` counts
+    worker processes instead (for jobs that run one at a time per process)."""
     out: dict[str, int] = {}
     for addr, w in client.scheduler_info()["workers"].items():
         host = _host(addr)
-        out[host] = out.get(host, 0) + int(w.get("nthreads", 1))
+        out[host] = out.get(host, 0) + (1 if per_process else int(w.get("nthreads", 1)))
     return out
 
 
@@ -146,13 +160,30 @@ def extract_distributed(
     client: Any, store_url: str, ckpts: list[str], datasets: list[str],
     data_root: str | None = None, **options: Any,
 ) -> list[EntryReport | str]:
-    """One extraction job per (checkpoint, dataset), spread over the cluster's workers."""
+    """One extraction job per (checkpoint, dataset), spread over the cluster's workers; with fewer
+    entries than task threads, each entry in turn is split by row chunks over all of them
+    (:func:`extract_entry_distributed`), so one large entry still uses the whole cluster."""
     options.setdefault("num_workers", 0)  # decode inside the dask worker: no nested processes
     threads = host_threads(client)
+    pairs = [(c, d) for c in ckpts for d in datasets]
+    if len(pairs) < sum(threads.values()):
+        return [_split_entry_or_error(client, store_url, c, d, data_root, options)
+                for c, d in pairs]
     futures = [client.submit(_extract_job, store_url, c, d, data_root, options, threads,
                              pure=False)
                for c in ckpts for d in datasets]
     return client.gather(futures)
+
+
+def _split_entry_or_error(client: Any, store_url: str, ckpt: str, dataset: str,
+                          data_root: str | None, options: dict[str, Any]) -> EntryReport | str:
+    """:func:`extract_entry_distributed`, its errors as one line (errors stay per entry)."""
+    from featurestore.errors import FeatureStoreError
+
+    try:
+        return extract_entry_distributed(client, store_url, ckpt, dataset, data_root, **options)
+    except FeatureStoreError as e:
+        return f"{ckpt}/{dataset}: {e}"
 
 
 def chunk_ranges(pending: dict[str, list[int]], parts: int) -> list[dict[str, list[int]]]:
@@ -212,9 +243,11 @@ def extract_entry_distributed(
                    for share in chunk_ranges(pending, n_parts)]
         return int(sum(client.gather(futures)))
 
-    ds = get_dataset(dataset, data_root, seed=options.get("seed", 0))
+    opts = dict(options)
+    ds = get_dataset(dataset, data_root, allow_missing=opts.pop("allow_missing", False),
+                     seed=opts.get("seed", 0))
     return extract_entry(FeatureStore(store_url), ckpt, ds, progress=False, fan_out=fan_out,
-                         **options)
+                         **opts)
 
 
 # ---------------------------------------------------------------------------- probe sweeps
@@ -254,26 +287,34 @@ def sweep_distributed(
 
 
 # ---------------------------------------------------------------------------- fine-tuning
+#: Training runs seed and draw from torch's process-wide generator, so two runs in threads of one
+#: worker process would interleave their random streams: one run at a time per process (with all
+#: of the process's share of the cores).
+_TRAINING = threading.Lock()
+
+
 def _point_job(store_url: str, ckpt: str, dataset: str, data_root: str | None, config: Any,
-               point: str, threads: dict[str, int], on_step: Any) -> str:
+               point: str, procs: dict[str, int], on_step: Any) -> str:
     """Runs on a worker: one grid point of one job (read back when already finished)."""
     from probes.finetune.run import run_finetune
 
-    _set_threads(threads)
-    run_finetune(ckpt, dataset, config, store=store_url, data_root=data_root, on_step=on_step,
-                 points=[point])
+    with _TRAINING:
+        _set_threads(procs)
+        run_finetune(ckpt, dataset, config, store=store_url, data_root=data_root,
+                     on_step=on_step, points=[point])
     return point
 
 
 def _final_job(store_url: str, ckpt: str, dataset: str, data_root: str | None, config: Any,
-               threads: dict[str, int], on_step: Any, *grid_done: str) -> Any:
+               procs: dict[str, int], on_step: Any, *grid_done: str) -> Any:
     """Runs on a worker once every grid point of the job is done: reads the grid back, runs the
     train+val run of the winner and appends the row."""
     from probes.finetune.run import run_finetune
 
-    _set_threads(threads)
-    return run_finetune(ckpt, dataset, config, store=store_url, data_root=data_root,
-                        on_step=on_step)
+    with _TRAINING:
+        _set_threads(procs)
+        return run_finetune(ckpt, dataset, config, store=store_url, data_root=data_root,
+                            on_step=on_step)
 
 
 def finetune_distributed(
@@ -285,13 +326,16 @@ def finetune_distributed(
     train+val run is a task depending on its grid's. Points are resumable jobs: a task retried
     after its worker died continues from the point's last state, and a rerun reads finished
     points back. Points ask for one ``GPU`` when the job's device is CUDA (or ``auto`` on a
-    cluster with GPU workers). Returns the :class:`FinetuneOutcome` of every job, in order.
+    cluster with GPU workers). A worker process trains one run at a time (see ``_TRAINING``)
+    with its host's cores shared among the host's worker processes, so use one-thread workers
+    (``local`` for fine-tuning: :func:`training_client`). Returns the
+    :class:`FinetuneOutcome` of every job, in order.
     """
     from dask.distributed import as_completed
 
     from probes.finetune.run import grid_point_keys
 
-    threads = host_threads(client)
+    threads = host_threads(client, per_process=True)
     finals = []
     for ckpt, dataset, config in jobs:
         gpu = {GPU_RESOURCE: 1} if _wants_gpu(client, config.device) else None

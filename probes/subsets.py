@@ -18,6 +18,21 @@ def variant_string(k: int, subset_seed: int) -> str:
     return subset_variant(k, subset_seed)
 
 
+def parse_subset_seeds(spec: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (unique, in order): the seeded subsets of one data-size
+    call, the paper's three per K (Figure 9's error bars are the standard error over them).
+
+    Raises :class:`probes.errors.ProbeInputError` for anything but non-negative integers."""
+    from probes.errors import ProbeInputError
+
+    parts = [p.strip() for p in str(spec).split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ProbeInputError(
+            f"--subset-seeds takes non-negative integers separated by commas (e.g. 0,1,2), "
+            f"got {spec!r}")
+    return list(dict.fromkeys(int(p) for p in parts))
+
+
 def per_class_subset(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Sorted row indices of ``k`` training examples per class, drawn with ``seed``.
 

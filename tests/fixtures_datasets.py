@@ -277,14 +277,17 @@ VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "sheep", "sofa", "train", "tvmonitor"]
 
 
-def write_voc2007(root: Path) -> Fixture:
-    """VOCdevkit/VOC2007/{JPEGImages, ImageSets/Main/<class>_<split>.txt} with 1 / -1 / 0 flags."""
+def write_voc2007(root: Path, sizes: dict[str, int] | None = None) -> Fixture:
+    """VOCdevkit/VOC2007/{JPEGImages, ImageSets/Main/<class>_<split>.txt} with 1 / -1 / 0 flags.
+
+    ``sizes`` (images per split, default 4/3/5): larger splits give every class both labels in
+    train, which a linear probe's one-vs-rest heads need."""
     base = root / "VOCdevkit" / "VOC2007"
     rng = np.random.default_rng(7)
     labels: dict[str, object] = {}
     difficult: dict[str, set[str]] = {}
     n = 0
-    sizes = {"train": 4, "val": 3, "test": 5}
+    sizes = sizes or {"train": 4, "val": 3, "test": 5}
     for split, k in sizes.items():
         ids = []
         for _ in range(k):
@@ -302,9 +305,9 @@ def write_voc2007(root: Path) -> Fixture:
             labels[sid] = {VOC_CLASSES[c] for c in np.flatnonzero(row == 1)}
             difficult[sid] = {VOC_CLASSES[c] for c in np.flatnonzero(row == 0)}
     return Fixture(root, "voc11_map", VOC_CLASSES,
-                   {"train": 4, "val": 3, "trainval": 7, "test": 5}, labels,
-                   "JPEGImages/000012.jpg", SIZES[0],
-                   ["JPEGImages/000012.jpg", "JPEGImages/000001.jpg"], "VOCdevkit/VOC2007",
+                   {**sizes, "trainval": sizes["train"] + sizes["val"]}, labels,
+                   f"JPEGImages/{n:06d}.jpg", SIZES[n % 3],
+                   [f"JPEGImages/{n:06d}.jpg", "JPEGImages/000001.jpg"], "VOCdevkit/VOC2007",
                    difficult)
 
 

@@ -7,11 +7,10 @@ everything that depends on where the store lives is in :mod:`featurestore.store.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
@@ -36,6 +35,10 @@ if TYPE_CHECKING:
     from featurestore.store.writer import EntryWriter
 
 
+#: How :meth:`FeatureStore._entry_info` sizes an entry (see :meth:`FeatureStore.entries`).
+SizeHow = Literal["none", "data", "walk"]
+
+
 @dataclass
 class EntryInfo:
     """Catalog row of one (checkpoint, dataset) entry."""
@@ -45,7 +48,8 @@ class EntryInfo:
     status: str
     splits: dict[str, int]
     feature_dim: int | None
-    nbytes: int  # -1 unless asked for (entries(sizes=True))
+    #: bytes the entry's chunks take (:meth:`FeatureStore.entries`); -1 when unknown (damaged)
+    nbytes: int
     provenance: dict[str, Any] = field(repr=False)
     #: "verified" (every chunk carries a crc32c, checked on read), "unverified" (written before
     #: checksums: flipped bits go unnoticed) or "damaged" (then ``reason`` says why)
@@ -110,7 +114,14 @@ class FeatureStore:
     def entries(self, include_incomplete: bool = False, sizes: bool = False) -> list[EntryInfo]:
         """Every entry, sorted by checkpoint then dataset; complete ones only by default.
 
-        ``sizes`` fills ``nbytes`` (a walk over every chunk object: not free on big stores).
+        ``nbytes`` is always filled, from the arrays' metadata: a chunk of an uncompressed array
+        (features, labels, logits, done flags) has a known size (rows x row bytes + its 4-byte
+        crc32c; Zarr writes edge chunks whole), so those count as chunks x chunk bytes without
+        touching the chunks; only variable-size chunks (the compressed ``ids``, ~1% of an
+        entry) are sized one by one (a ``stat`` each on a local store). That is the size of
+        the entry's data once complete (an in-progress entry counts its unwritten chunks).
+        ``sizes=True`` instead walks every object under the entry (metadata files, leftovers
+        too): exact, and not free on big or remote stores.
         """
         served = self.backend.served_entries(include_incomplete)
         if served is not None:
@@ -122,7 +133,7 @@ class FeatureStore:
             for ds in self._children(ckpt):
                 if ds.endswith(STAGING_SUFFIX) or ".old-" in ds:
                     continue
-                info = self._entry_info(ckpt, ds, sizes)
+                info = self._entry_info(ckpt, ds, "walk" if sizes else "data")
                 if info.complete or include_incomplete:
                     out.append(info)
         return out
@@ -131,7 +142,7 @@ class FeatureStore:
         out = []
         for r in rows:
             info = self._entry_info(r["ckpt"], r["dataset"])
-            info.nbytes = int(r.get("nbytes", -1)) if sizes else -1
+            info.nbytes = int(r.get("nbytes", -1))  # the server sized it, as walked
             out.append(info)
         return out
 
@@ -148,9 +159,13 @@ class FeatureStore:
 
         return sorted(n for n in sync(names()) if n != "zarr.json" and "." != n[:1])
 
-    def _entry_info(self, ckpt: str, dataset: str, sizes: bool = False) -> EntryInfo:
-        """The entry's catalog row; an entry whose metadata cannot be read is ``damaged``."""
-        nbytes = self._nbytes(f"{ckpt}/{dataset}") if sizes else -1
+    def _entry_info(self, ckpt: str, dataset: str, size: SizeHow = "none") -> EntryInfo:
+        """The entry's catalog row; an entry whose metadata cannot be read is ``damaged``.
+
+        ``size``: how ``nbytes`` is found: "data" from the arrays' metadata, "walk" over every
+        stored object (:meth:`entries`), "none" leaves -1 (reads need no size).
+        """
+        nbytes = self._nbytes(f"{ckpt}/{dataset}") if size == "walk" else -1
         try:
             group = self.root[f"{ckpt}/{dataset}"]
             prov = dict(group.attrs.get(ATTR) or {})
@@ -166,6 +181,11 @@ class FeatureStore:
             return EntryInfo(ckpt, dataset, integrity.DAMAGED, {}, None, nbytes, {},
                              integrity.DAMAGED, integrity.entry_damage_reason(e))
         checked = all(integrity.has_checksum(a) for a in features.values())
+        if size == "data":
+            try:
+                nbytes = self._data_nbytes(f"{ckpt}/{dataset}", group, names)
+            except Exception:  # an unreadable optional array: reads name it, the size is unknown
+                nbytes = -1
         return EntryInfo(
             ckpt=ckpt,
             dataset=dataset,
@@ -179,6 +199,40 @@ class FeatureStore:
 
     def _nbytes(self, prefix: str) -> int:
         return self.backend.nbytes(prefix)
+
+    def _data_nbytes(self, base: str, group: zarr.Group, splits: list[str]) -> int:
+        """Bytes the chunks of every array of the entry take, from metadata where chunk sizes
+        are fixed (see :meth:`entries`)."""
+        from zarr.core.sync import sync
+
+        total, variable = 0, []
+        for s in splits:
+            for a in integrity.SPLIT_ARRAYS + integrity.OPTIONAL_ARRAYS:
+                path = f"{base}/{s}/{a}"
+                if a in integrity.OPTIONAL_ARRAYS and not self._array_exists(path):
+                    continue
+                array = group[f"{s}/{a}"]
+                per_chunk = chunkio.encoded_chunk_nbytes(array)
+                n_chunks = int(np.prod(array.cdata_shape, dtype=np.int64))
+                if per_chunk is not None:
+                    total += n_chunks * per_chunk
+                else:
+                    variable += [f"{path}/{array.metadata.encode_chunk_key(idx)}"
+                                 for idx in np.ndindex(*array.cdata_shape)]
+        store = self.root.store
+
+        async def size(key: str) -> int:
+            try:
+                return int(await store.getsize(key))
+            except FileNotFoundError:  # unwritten (in progress) or lost: reads report the loss
+                return 0
+
+        async def sizes() -> list[int]:
+            import asyncio
+
+            return list(await asyncio.gather(*(size(k) for k in variable)))
+
+        return total + (sum(sync(sizes())) if variable else 0)
 
     def entry(self, ckpt: str, dataset: str) -> EntryInfo:
         """The complete entry (ckpt, dataset), or :class:`EntryNotFoundError` saying what exists."""
@@ -298,6 +352,19 @@ class FeatureStore:
             )
         return self._read_rows([f"{base}/{s}/logits" for s in parts], verify)
 
+    def load_difficult(self, ckpt: str, dataset: str, split: str, *, verify: bool = True
+                       ) -> np.ndarray | None:
+        """uint8 ``[N, C]`` mask of *difficult* label entries of one split (VOC 2007), row-
+        aligned with :meth:`load`, or None when the entry has none (single-label datasets,
+        entries extracted before the mask was stored): the VOC devkit leaves those entries
+        out of the AP, so a metric given this mask as ``ignore`` scores as it does."""
+        info = self.entry(ckpt, dataset)
+        parts = self._split_names(info, split)
+        base = f"{ckpt}/{dataset}"
+        if not all(self._array_exists(f"{base}/{s}/difficult") for s in parts):
+            return None
+        return self._read_rows([f"{base}/{s}/difficult" for s in parts], verify)
+
     def load_ids(self, ckpt: str, dataset: str, split: str) -> list[str]:
         info = self.entry(ckpt, dataset)
         base = f"{ckpt}/{dataset}"
@@ -312,7 +379,11 @@ class FeatureStore:
         """The entry as an ``xarray.Dataset`` backed lazily by dask arrays over the Zarr chunks.
 
         Splits are concatenated along ``sample`` with a ``split`` coordinate (select one with
-        ``ds.sel(sample=ds.split == "train")``), or only ``split`` when given.
+        ``ds.sel(sample=ds.split == "train")``), or only ``split`` when given. The dataset's class
+        names are the ``label_name`` coordinate (dimension ``label_index``) and the provenance
+        is the ``provenance`` attribute, a dict. One split also opens without this package:
+        ``xarray.open_zarr("<store>/<ckpt>/<dataset>/<split>", consolidated=False)`` (every
+        array names its dimensions; entries written before that need this method).
         """
         import dask.array as da
         import xarray as xr
@@ -333,18 +404,20 @@ class FeatureStore:
         split_coord = np.concatenate([np.full(info.splits[s], s) for s in parts])
         label_dims = ("sample",) if labels[0].ndim == 1 else ("sample", "label_index")
         prov = info.provenance
+        coords: dict[str, Any] = {"id": ("sample", ids), "split": ("sample", split_coord)}
+        names = (prov.get("dataset") or {}).get("label_names")
+        if names:
+            # class index -> name: ``ds.label_name[ds.labels]`` names each sample's class, and
+            # multi-label columns (dimension ``label_index``) carry their names
+            coords["label_name"] = ("label_index", np.asarray(names, dtype=object))
         return xr.Dataset(
             {
                 "features": (("sample", "feature"), da.concatenate(feats)),
                 "labels": (label_dims, da.concatenate(labels)),
             },
-            coords={"id": ("sample", ids), "split": ("sample", split_coord)},
-            attrs={
-                "ckpt": ckpt,
-                "dataset": dataset,
-                "label_names": json.dumps(prov.get("dataset", {}).get("label_names", [])),
-                "provenance": json.dumps(prov),
-            },
+            coords=coords,
+            # a dict, as stored in the entry's Zarr attributes (the same JSON tree)
+            attrs={"ckpt": ckpt, "dataset": dataset, "provenance": prov},
         )
 
     # -- writes -----------------------------------------------------------------------------

@@ -102,6 +102,22 @@ def fast_path_ok(array: zarr.Array) -> bool:
     return endian is None or getattr(endian, "value", endian) == "little"
 
 
+def encoded_chunk_nbytes(array: zarr.Array) -> int | None:
+    """Bytes one stored chunk of ``array`` takes when that is fixed by its metadata: only the
+    ``bytes`` codec (plus a crc32c's 4 bytes) on a fixed-size dtype, where Zarr writes even edge
+    chunks whole; None for compressed or variable-size chunks (their size is in the store)."""
+    codecs = list(getattr(array.metadata, "codecs", ()))
+    trailer = 0
+    if codecs and isinstance(codecs[-1], Crc32cCodec):
+        codecs, trailer = codecs[:-1], integrity.CHECKSUM_BYTES
+    if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
+        return None
+    dt = np.dtype(array.dtype)
+    if dt.kind not in "fiub":
+        return None
+    return int(np.prod(array.chunks, dtype=np.int64)) * dt.itemsize + trailer
+
+
 def _read_verified(f: io.RawIOBase, dest: np.ndarray) -> tuple[int, int]:
     """Fill ``dest`` (uint8, contiguous) from ``f`` block by block; (bytes read, their crc32c)."""
     crc, got = 0, 0

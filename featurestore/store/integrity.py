@@ -30,7 +30,7 @@ from featurestore.errors import DamagedEntryError
 
 #: The arrays of one split, in the order they are checked.
 SPLIT_ARRAYS = ("features", "labels", "ids", "done")
-OPTIONAL_ARRAYS = ("logits",)
+OPTIONAL_ARRAYS = ("logits", "difficult")
 #: Zarr config of every write: all chunks exist on disk, even all-zero ones (see module doc).
 WRITE_CONFIG = {"write_empty_chunks": True}
 CHECKSUM_BYTES = 4

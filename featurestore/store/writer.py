@@ -15,7 +15,7 @@ resume path recompute exactly those.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +30,24 @@ if TYPE_CHECKING:
     from featurestore.store.catalog import FeatureStore
 
 
+def chunk_rows_for(n: int, batch_size: int, max_rows: int) -> int:
+    """Rows per chunk of a split of ``n`` rows: as few padding rows as the batches allow.
+
+    Zarr stores the last chunk of an array at full size, so a fixed 1024-row chunk padded every
+    small split to 1024 rows (a 300-image entry took 15 MiB). A split of at most ``max_rows``
+    is one chunk of exactly ``n`` rows; a bigger one is cut into the fewest chunks of at most
+    ``max_rows``, each rounded up to whole batches (padding < one batch per chunk, ~6% at the
+    defaults). Chunks stay whole batches (``max_rows`` is a multiple of ``batch_size``), so
+    resumption and ``--repair`` recompute exactly the batches of a clean extraction, and big
+    splits keep chunks of ~``max_rows`` rows, the size the read path is measured at.
+    """
+    if n <= max_rows:
+        return max(1, n)
+    k = -(-n // max_rows)
+    per_chunk = -(-n // k)
+    return min(max_rows, -(-per_chunk // batch_size) * batch_size)
+
+
 @dataclass
 class SplitPlan:
     """What one split of an entry will hold: sizes, chunking, label shape."""
@@ -41,6 +59,10 @@ class SplitPlan:
     label_shape: tuple[int, ...] = ()
     #: Width of the optional ``logits`` array (source-model class scores); 0 = no logits.
     logits_dim: int = 0
+    #: uint8 ``[n, C]`` mask of *difficult* label entries (VOC 2007), stored as ``difficult``
+    #: beside the labels so probes can leave them out of the metric as the devkit does; None
+    #: for datasets without one. It is dataset metadata, written chunk by chunk with the labels.
+    difficult: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_chunks(self) -> int:
@@ -105,6 +127,11 @@ class EntryWriter:
                 compressors=checksum_codecs(),
                 dimension_names=("sample", "label_index")[: 1 + len(p.label_shape)],
             )
+            if p.difficult is not None:  # same shape, chunking and codecs as the labels
+                g.create_array("difficult", shape=(p.n, *p.difficult.shape[1:]),
+                               chunks=(p.chunk_rows, *p.difficult.shape[1:]), dtype="uint8",
+                               compressors=checksum_codecs(),
+                               dimension_names=("sample", "label_index"))
             if p.logits_dim:
                 # Same chunking and codecs as the features, whatever integrity those carry.
                 feats = g["features"]
@@ -113,10 +140,13 @@ class EntryWriter:
                                filters=feats.filters, serializer=feats.serializer,
                                compressors=feats.compressors,
                                dimension_names=("sample", "source_class"))
+            # Every array names its dimensions, so xarray (``xr.open_zarr`` on a split group)
+            # and any Zarr v3 reader open a split natively, with rows aligned on ``sample``.
             g.create_array("ids", shape=(p.n,), chunks=(p.chunk_rows,), dtype=str,
-                           compressors=checksum_codecs([ZstdCodec(level=0)]))
+                           compressors=checksum_codecs([ZstdCodec(level=0)]),
+                           dimension_names=("sample",))
             g.create_array("done", shape=(p.n_chunks,), chunks=(1,), dtype="uint8", fill_value=0,
-                           compressors=checksum_codecs())
+                           compressors=checksum_codecs(), dimension_names=("chunk",))
         group.attrs[ATTR] = {
             **provenance,
             "format_version": FORMAT_VERSION,
@@ -141,8 +171,9 @@ class EntryWriter:
             old = dict(group.attrs.get(ATTR) or {})
             if old.get("status") != IN_PROGRESS or old.get("fingerprint") != fingerprint:
                 return False
-            return all(f"{p}/{a}" in group for p in self.plans
-                       for a in ("features", "labels", "ids", "done"))
+            return all(f"{p.name}/{a}" in group for p in self.plans.values()
+                       for a in ("features", "labels", "ids", "done")
+                       + (("difficult",) if p.difficult is not None else ()))
         except Exception:  # corrupt zarr.json of any kind: nothing here can be resumed
             return False
 
@@ -158,15 +189,18 @@ class EntryWriter:
         group = self.store.root[self.path]
         prov = dict(group.attrs[ATTR])
         old = dict(prov.get("fingerprint") or {})
-        if old != fingerprint:
+        # Chunk rows aside: the repair adopts the stored chunking (entries of an older chunk
+        # rule repair too), and any chunking of whole batches holds the same batches.
+        keys = sorted((set(old) | set(fingerprint)) - {"chunk_rows"})
+        if any(old.get(k) != fingerprint.get(k) for k in keys):
             differ = ", ".join(f"{k} {old.get(k)} -> {fingerprint.get(k)}"
-                               for k in sorted(set(old) | set(fingerprint))
-                               if old.get(k) != fingerprint.get(k))
+                               for k in keys if old.get(k) != fingerprint.get(k))
             raise DamagedEntryError(
                 f"cannot repair {self.final}: this run differs from its extraction ({differ}); "
                 "repaired chunks must come from the same computation: repair with the same "
                 "weights, dataset, batch size and device type, or rewrite it with --force"
             )
+        self._adopt_stored_chunking(group, int(fingerprint.get("batch_size") or 1))
         prov["status"] = IN_PROGRESS
         group.attrs[ATTR] = prov
         self.group = group
@@ -174,6 +208,22 @@ class EntryWriter:
             done = group[f"{split}/done"].with_config(WRITE_CONFIG)
             for k in chunks:
                 done[k] = 0
+
+    def _adopt_stored_chunking(self, group: zarr.Group, batch_size: int) -> None:
+        """Give each plan the row chunking the entry was written with.
+
+        Damaged chunk indices refer to the stored chunks, and an entry written under an older
+        chunk rule (fixed 1024 rows) keeps its layout. Any chunking of whole batches (or one
+        chunk for the whole split) holds the same batches, so the recomputed rows are those of
+        a clean extraction; anything else cannot be repaired byte-identically.
+        """
+        for p in self.plans.values():
+            rows = int(group[f"{p.name}/features"].chunks[0])
+            if rows % batch_size and rows < p.n:
+                raise DamagedEntryError(
+                    f"cannot repair {self.final}: split {p.name} is stored in chunks of {rows} "
+                    f"rows, not whole batches of {batch_size}; rewrite it with --force")
+            p.chunk_rows = rows
 
     def pending_chunks(self, split: str) -> list[int]:
         assert self.group is not None
@@ -217,6 +267,8 @@ class EntryWriter:
 
         arr("features")[rows] = features.astype(np.float32, copy=False)
         arr("labels")[rows] = labels
+        if plan.difficult is not None and "difficult" in g:  # absent in entries made before it
+            arr("difficult")[rows] = plan.difficult[rows]
         arr("ids")[rows] = np.asarray(ids, dtype=object)
         arr("done")[k] = 1
 

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from featurestore.store import DEFAULT_URL
 from featurestore_app.cli.common import DeviceOpt, JsonOpt, StoreOpt, out, print_json
+from featurestore_app.console import new_table, print_table
 from probes.analysis.duplicates import DEFAULT_BLOCK_ROWS, DEFAULT_K, DEFAULT_THRESHOLD
 
 _SHOWN_PAIRS = 10
@@ -72,21 +72,21 @@ def duplicates(
     if as_json:
         print_json(summary)
         return
-    t = Table(title=f"near-duplicates of {dataset} in {report.against} "
-                    f"({'+'.join(report.match_splits)}), {ckpt}, cosine >= {threshold:g}")
+    t = new_table(f"near-duplicates of {dataset} in {report.against} "
+                  f"({'+'.join(report.match_splits)}), {ckpt}, cosine >= {threshold:g}")
     for c in ("split", "images", "with a duplicate", "%"):
-        t.add_column(c, justify="left" if c == "split" else "right")
+        t.add_column(c, justify="left" if c == "split" else "right", no_wrap=True)
     for s, c in summary["counts"].items():
         t.add_row(s, str(c["n"]), str(c["duplicates"]), f"{c['percent']:.2f}%")
-    out.print(t)
+    print_table(out, t)
     if report.pairs:
-        top = Table(title=f"most similar pairs (of {len(report.pairs)})")
-        for c in ("similarity", "query", "match"):
-            top.add_column(c, overflow="fold")
+        top = new_table(f"most similar pairs (of {len(report.pairs)})")
+        for c in ("similarity", "query", "match"):  # image ids are whole (print_table)
+            top.add_column(c, no_wrap=True)
         for p in report.pairs[:_SHOWN_PAIRS]:
             top.add_row(f"{p['similarity']:.4f}", escape(_named(p, "query")),
                         escape(_named(p, "match")))
-        out.print(top)
+        print_table(out, top)
     out.print(f"{len(report.pairs)} pairs, {report.matched_images} distinct matched images "
               f"-> {escape(str(out_path))}")
 

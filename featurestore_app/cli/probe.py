@@ -37,6 +37,10 @@ def probe(
                      help="Data-size study: K train examples per class (same subset as finetune)."),
     ] = None,
     subset_seed: Annotated[int, typer.Option("--subset-seed")] = 0,
+    subset_seeds: Annotated[str | None, typer.Option(
+        "--subset-seeds", metavar="S1,S2,...",
+        help="With -k: one probe per seeded subset (e.g. 0,1,2, the paper's three; Figure 9's "
+             "error bars are the standard error over them). Replaces --subset-seed.")] = None,
     exclude_duplicates: Annotated[str | None, typer.Option(
         "--exclude-duplicates", metavar="PAIRS.csv",
         help="Score on the test set without the test images this `featurestore duplicates` "
@@ -54,6 +58,21 @@ def probe(
     fs = FeatureStore(store, create=False)  # a mistyped --store is an error, never a new store
     require_writable(fs)  # before the protocol runs, not when its result is written
     subset, index = None, None
+    if subset_seeds is not None and (examples_per_class is None or exclude_duplicates):
+        raise typer.BadParameter("needs --examples-per-class/-k and no --exclude-duplicates",
+                                 param_hint="--subset-seeds")
+    if examples_per_class is not None and subset_seeds is not None:
+        from probes.subsets import parse_subset_seeds
+
+        seeds = parse_subset_seeds(subset_seeds)
+        _, y_train = fs.load(ckpt, dataset, "train")
+        outcomes = [run_probe(fs, ckpt, dataset, solver, device=device, force=force,
+                              train_index=per_class_subset(y_train, examples_per_class, s),
+                              subset=Subset(examples_per_class, s)) for s in seeds]
+        for o in outcomes:
+            _report(o)
+        _print_outcomes(outcomes, as_json)
+        return
     if examples_per_class is not None:
         _, y_train = fs.load(ckpt, dataset, "train")
         index = per_class_subset(y_train, examples_per_class, subset_seed)
@@ -82,6 +101,8 @@ def _report(o: Any) -> None:
     if o.status == "skipped":
         err.print(f"{o.ckpt}/{o.dataset}/{o.solver}: skipped: {o.reason}",
                   markup=False, highlight=False)
+    elif o.status == "failed":  # a sweep's damaged entry: its reason names the entry and chunk
+        err.print(f"error: {o.reason}", markup=False, highlight=False)
     elif o.grid_edge:
         end = "smallest" if o.grid_edge == "low" else "largest"
         err.print(f"warning: {o.ckpt}/{o.dataset}/{o.solver}: best {o.param_name}="
@@ -140,7 +161,7 @@ def sweep(
     datasets = expand_datasets(dataset) if dataset else None
 
     def report(o: Any) -> None:
-        if not quiet and o.status != "skipped":
+        if not quiet and o.status not in ("skipped", "failed"):
             err.print(f"{o.ckpt}/{o.dataset}/{o.solver}: {o.status}", markup=False,
                       highlight=False)
         _report(o)  # skip reasons and grid-edge warnings print even with --quiet
@@ -162,6 +183,8 @@ def sweep(
         outcomes = run_sweep(fs, ckpts, datasets, solver or ["logreg"],
                              device=device, force=force, on_result=report)
     _print_outcomes(outcomes, as_json)
+    if any(o.status == "failed" for o in outcomes):  # the others are probed and recorded
+        raise typer.Exit(1)
 
 
 def results(

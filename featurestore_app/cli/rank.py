@@ -9,11 +9,11 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from featurestore.errors import EntryNotFoundError
 from featurestore.store import DEFAULT_URL
 from featurestore_app.cli.common import DeviceOpt, StoreOpt, err, out
+from featurestore_app.console import new_table, print_table
 
 
 def _select(fs: Any, datasets: list[str] | None, ckpts: list[str] | None
@@ -101,11 +101,11 @@ def rank(
         }) + "\n")
         return
     for d, sub in table.groupby("dataset"):
-        t = Table(title=f"{d}: estimate (rank) per checkpoint")
+        t = new_table(f"{d}: estimate (rank) per checkpoint")
         t.add_column("checkpoint", no_wrap=True)
         shown = [*names, *(s for s in MEASURED if sub[s].notna().any())]
-        for col in shown:
-            t.add_column(col, justify="right")
+        for col in shown:  # names and numbers are whole at any width (print_table)
+            t.add_column(col, justify="right", no_wrap=True)
         for _, r in sub.sort_values("ckpt").iterrows():
             cells = []
             for col in shown:
@@ -113,16 +113,17 @@ def rank(
                 rank_s = "" if pd.isna(rk) else f" ({int(rk)})"
                 cells.append(_fmt(r[col], pct=col in MEASURED) + rank_s)
             t.add_row(str(r["ckpt"]), *cells)
-        out.print(t)
-    t = Table(title="rank correlation of estimate vs measured (accuracies in log odds when pooled)")
+        print_table(out, t)
+    t = new_table("rank correlation of estimate vs measured (accuracies in log odds when pooled)")
     for c in ("scope", "estimator", "setting", "n", "Kendall tau", "Spearman rho"):
-        t.add_column(c, justify="right" if c in ("n", "Kendall tau", "Spearman rho") else "left")
+        t.add_column(c, no_wrap=True,
+                     justify="right" if c in ("n", "Kendall tau", "Spearman rho") else "left")
     shown_corr = corr[corr["n"] > 0]
     for _, r in shown_corr.iterrows():
         t.add_row(str(r["scope"]), r["estimator"], r["setting"], str(r["n"]),
                   _fmt(r["kendall_tau"]), _fmt(r["spearman_rho"]))
     if len(shown_corr):
-        out.print(t)
+        print_table(out, t)
     else:
         out.print("no logreg or finetune results for these entries yet: run `featurestore sweep`"
                   " to check the estimates")

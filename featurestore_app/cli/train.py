@@ -55,6 +55,12 @@ KOpt = Annotated[
                  help="Data-size study: train on K examples per class (same subset as logreg)."),
 ]
 SubsetSeedOpt = Annotated[int, typer.Option("--subset-seed", help="Seed of the per-class subset.")]
+SubsetSeedsOpt = Annotated[
+    str | None,
+    typer.Option("--subset-seeds", metavar="S1,S2,...",
+                 help="With -k: one job per seeded subset (e.g. 0,1,2, the paper's three; "
+                      "Figure 9's error bars are the standard error over them)."),
+]
 EvalEveryOpt = Annotated[
     int | None,
     typer.Option("--eval-every", help="Validation interval in steps (default steps/10)."),
@@ -139,6 +145,7 @@ def finetune_command(
     ] = None,
     examples_per_class: KOpt = None,
     subset_seed: SubsetSeedOpt = 0,
+    subset_seeds: SubsetSeedsOpt = None,
     eval_every: EvalEveryOpt = None,
     ckpt_every: CkptEveryOpt = 500,
     workers: WorkersOpt = None,
@@ -170,20 +177,29 @@ def finetune_command(
     family = step_budget_family(budgets) if len(budgets) > 1 else None  # type: ignore[arg-type]
     outcomes: list[FinetuneOutcome] = []
     configs = []
+    seeds = [subset_seed]
+    if subset_seeds is not None:
+        from probes.subsets import parse_subset_seeds
+
+        if examples_per_class is None:
+            raise typer.BadParameter("needs --examples-per-class/-k",
+                                     param_hint="--subset-seeds")
+        seeds = parse_subset_seeds(subset_seeds)
     for budget in budgets:
-        configs.append(FinetuneConfig(
-            setting=setting_for_init(init), grid=grid, steps=budget, batch_size=batch_size,
-            eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
-            examples_per_class=examples_per_class, subset_seed=subset_seed,
-            image_size=image_size, weights=weights, device=device, num_workers=workers,
-            progress=show_progress(quiet), force=force, family=family,
-        ))
+        for s in seeds:
+            configs.append(FinetuneConfig(
+                setting=setting_for_init(init), grid=grid, steps=budget, batch_size=batch_size,
+                eval_every=eval_every, ckpt_every=ckpt_every, seed=seed,
+                examples_per_class=examples_per_class, subset_seed=s,
+                image_size=image_size, weights=weights, device=device, num_workers=workers,
+                progress=show_progress(quiet), force=force, family=family,
+            ))
     if scheduler:
-        from featurestore_app.distributed import dask_client, finetune_distributed
+        from featurestore_app.distributed import finetune_distributed, training_client
 
         for config in configs:
             config.progress = False  # workers' bars would interleave
-        with dask_client(scheduler) as client:
+        with training_client(scheduler) as client:
             outcomes = finetune_distributed(
                 client, store, [(ckpt, dataset, c) for c in configs],
                 None if data_root is None else str(data_root))

@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from featurestore.store import DEFAULT_URL
 from featurestore_app.cli.common import StoreOpt, out
+from featurestore_app.console import new_table, print_table
 
 
 def verify(
@@ -47,14 +47,15 @@ def verify(
     if as_json:
         out.print_json(json.dumps([c.as_dict() for c in checks]))
     else:
-        t = Table(title=f"{store}: {len(checks)} entries checked, {len(damaged)} damaged")
-        for c in ("checkpoint", "dataset", "integrity", "damage"):
-            t.add_column(c, overflow="fold")
+        t = new_table(f"{store}: {len(checks)} entries checked, {len(damaged)} damaged")
+        for c in ("checkpoint", "dataset", "integrity"):  # names are whole (print_table)
+            t.add_column(c, no_wrap=True)
+        t.add_column("damage", overflow="fold")
         for c in checks:
             what = c.reason or "\n".join(str(d) for d in c.damage)
             colour = {"damaged": "red", "unverified": "yellow"}.get(c.integrity, "green")
             t.add_row(c.ckpt, c.dataset, f"[{colour}]{c.integrity}[/{colour}]", escape(what))
-        out.print(t)
+        print_table(out, t)
         if damaged:
             out.print("recompute damaged chunks with `featurestore extract --ckpt .. --dataset .. "
                       "--repair` (entries with unreadable metadata: `--force`)", markup=False)

@@ -49,6 +49,7 @@ __all__ = [
     "fig_setting_pairs",
     "fig_setting_scatter_by_dataset",
     "fig_settings_bars",
+    "fig_settings_study",
     "fig_size_correlation",
     "fig_step_budgets",
     "fig_transfer_vs_imagenet",
@@ -790,4 +791,68 @@ def fig_public_vs_retrained(frame: pd.DataFrame, title: str) -> go.Figure:
     fig.update_layout(title=title, template=TEMPLATE, height=520, meta=meta,
                       xaxis={"title": "retrained (paper): mean log odds"},
                       yaxis={"title": "public checkpoint (store): mean log odds"})
+    return fig
+
+
+def fig_settings_study(frame: pd.DataFrame, summary: pd.DataFrame, title: str) -> go.Figure:
+    """A settings study (Figures 3 / 5 generalised): one panel per setting (logistic regression,
+    fine-tuning), recipes along x, each dataset's log odds as a point and the mean log odds
+    over the shared datasets as a black diamond with Morey standard errors
+    (:func:`probes.analysis.tables.settings_study_summary`); an inset per panel shows each
+    recipe's ImageNet top-1 (recipes without a known value are left out of it).
+
+    ``frame`` is :func:`probes.analysis.tables.settings_study_frame`'s output.
+    """
+    meta: dict[str, Any] = {"figure": "settings_study"}
+    if frame.empty:
+        return empty_figure(title, "no results in the store for this study's checkpoints "
+                            "(extract and probe/fine-tune its members first)", meta)
+    settings = [s for s in ("logreg", "finetune") if s in set(frame["setting"])] + sorted(
+        set(frame["setting"]) - {"logreg", "finetune"})
+    meta.update(study=str(frame["study"].iloc[0]), settings=settings)
+    recipes = list(dict.fromkeys(frame["recipe"]))
+    fig = make_subplots(rows=1, cols=len(settings), horizontal_spacing=0.1,
+                        subplot_titles=[setting_label(s) for s in settings],
+                        insets=[{"cell": (1, i + 1), "l": 0.62, "b": 0.68, "w": 0.36, "h": 0.3}
+                                for i in range(len(settings))])
+    datasets = dataset_order(frame["dataset"])
+    n_axes = len(settings)
+    for i, setting in enumerate(settings, start=1):
+        g = frame[frame["setting"] == setting]
+        for j, d in enumerate(datasets):
+            gd = g[g["dataset"] == d]
+            if gd.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=gd["recipe"], y=gd["log_odds"], mode="markers", name=dataset_label(d),
+                legendgroup=d, showlegend=i == 1, marker={"color": _color(j), "size": 8},
+                customdata=np.stack([gd["test_metric"], gd["ckpt"]], axis=1),
+                hovertemplate=("%{x}: %{customdata[0]:.1%} (%{customdata[1]})<extra>"
+                               + dataset_label(d) + "</extra>")), row=1, col=i)
+        s = summary[summary["setting"] == setting]
+        if not s.empty:
+            fig.add_trace(go.Scatter(
+                x=s["recipe"], y=s["mean_log_odds"], mode="markers", name="mean log odds",
+                legendgroup="mean", showlegend=i == 1,
+                marker={"color": "black", "symbol": "diamond", "size": 11},
+                error_y={"type": "data", "array": s["se"].fillna(0).to_numpy()}),
+                row=1, col=i)
+        top = g.drop_duplicates("ckpt").dropna(subset=["imagenet_top1"])
+        if not top.empty:
+            k = n_axes + i  # the inset's axes follow the panels' axes
+            fig.add_trace(go.Bar(
+                x=top["recipe"], y=top["imagenet_top1"].astype(float), name="ImageNet top-1",
+                legendgroup="top1", showlegend=i == 1, marker={"color": GRAY},
+                xaxis=f"x{k}", yaxis=f"y{k}",
+                hovertemplate="%{x}: ImageNet top-1 %{y:.1%}<extra></extra>"))
+            lo = float(top["imagenet_top1"].min())
+            fig.layout[f"yaxis{k}"].update(tickformat=".0%", range=[max(0.0, lo - 0.05),
+                                           float(top["imagenet_top1"].max()) + 0.01],
+                                           title={"text": "ImageNet", "font": {"size": 9}})
+            fig.layout[f"xaxis{k}"].update(showticklabels=False,
+                                           categoryorder="array", categoryarray=recipes)
+        fig.update_xaxes(categoryorder="array", categoryarray=recipes, row=1, col=i)
+    fig.update_yaxes(title_text="log odds (per dataset) / mean", col=1)
+    fig.update_layout(title=title, template=TEMPLATE, height=460, meta=meta,
+                      legend={"orientation": "h", "y": -0.25})
     return fig

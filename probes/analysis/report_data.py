@@ -2,7 +2,9 @@
 
 ``featurestore report`` writes each as ``<out>/data/<id>.csv`` beside the HTML, so every number a
 page draws can be checked, re-plotted or diffed without the notebooks. Ids follow the paper
-(``figure2``, ``figure8``, ``table2``, ``section4_3``). Every frame has a ``source`` column:
+(``figure2``, ``figure8``, ``table2``, ``section4_3``); the page "Choosing a checkpoint" adds
+``transfer_scatter``, ``transfer_correlations`` and ``transfer_timing``
+(:mod:`probes.transfer.choice`, store only). Every frame has a ``source`` column:
 
 * ``store``: computed from the store's results table. Rows that come from one result carry its
   ``result_id``, ``ckpt``, ``dataset``, ``setting`` and ``n_train`` (the examples the scored
@@ -229,6 +231,11 @@ def figure_data(store_url: str | None) -> dict[str, pd.DataFrame]:
         "section4_3": lambda: T.small_vs_large(rt),
     }
     out = {key: build() for key, build in builders.items()}
+    # "Choosing a checkpoint": transferability estimates beside measured transfer (imported
+    # here: the estimators import torch, which the other frames do not need)
+    from probes.transfer.choice import choice_data
+
+    out |= choice_data(store_url).frames()
     if not sota.empty:
         out["table4"] = _with_source(sota, "paper")
     return out

@@ -329,6 +329,7 @@ def fit_path(
     metric: str,
     strength: Callable[[float, int], float],
     keep_state: bool = False,
+    val_ignore: np.ndarray | None = None,
 ) -> PathResult:
     """Solve ``template`` at every value in ``params`` with warm starts; score on val.
 
@@ -348,7 +349,8 @@ def fit_path(
 
     ``keep_state`` keeps the rotated train and val features (on the device) in the result,
     so that :func:`refit_train_val` can skip the refit's eigen-decomposition and rotation;
-    off by default because it holds a copy of the features in memory.
+    off by default because it holds a copy of the features in memory. ``val_ignore`` is the
+    val split's mask of label entries the metric leaves out (VOC's *difficult*).
     """
     t0 = time.perf_counter()
     est = template
@@ -358,7 +360,7 @@ def fit_path(
     Xv, yv = validate_val(est, X_val, y_val, mode, xt.shape[0])
     basis = make_basis(xt)
     xv = est._features_tensor(Xv, xt.device)
-    scorer = ValScorer(basis, xv, yv, mode, est.classes_, metric)
+    scorer = ValScorer(basis, xv, yv, mode, est.classes_, metric, val_ignore)
     loss = est._make_loss(mode, targets)
     n_out = targets.shape[1]
     alphas = np.array([strength(p, basis.n) for p in params])

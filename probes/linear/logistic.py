@@ -140,6 +140,7 @@ def logistic_path(
     max_iter: int = 1000,
     dtype: str = "float32",
     keep_state: bool = False,
+    val_ignore: ArrayLike | None = None,
 ) -> PathResult:
     """The paper's path: fit at every ``lam`` (default ``np.logspace(-6, 5, 45)``; ``None``
     means the same) on the train split with warm starts, score ``metric`` on the val split.
@@ -163,4 +164,5 @@ def logistic_path(
     grid = DEFAULT_LAMBDAS if lambdas is None else np.asarray(lambdas, dtype=np.float64)
     template = LogisticProbe(tol=tol, max_iter=max_iter, device=device, dtype=dtype)
     return fit_path(template, "lambda", "lam", grid, X_train, y_train, X_val, y_val, metric,
-                    _alpha, keep_state)
+                    _alpha, keep_state,
+                    val_ignore=None if val_ignore is None else np.asarray(val_ignore))

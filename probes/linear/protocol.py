@@ -67,6 +67,8 @@ def run_protocol(
     path_tol: float = 1e-4,
     tol: float = 1e-5,
     refit: bool = True,
+    val_ignore: ArrayLike | None = None,
+    test_ignore: ArrayLike | None = None,
 ) -> ProtocolResult:
     """Run path -> pick on val -> refit on train+val -> score test.
 
@@ -81,6 +83,10 @@ def run_protocol(
     ``path_tol`` and ``tol`` are the relative objective accuracies (see
     :class:`probes.linear.logistic.LogisticProbe`) of the path's points, which only have to rank
     the hyperparameters, and of the final refit, whose predictions are reported.
+
+    ``val_ignore`` / ``test_ignore`` (``[N, C]`` masks, ``voc11_map`` only) leave those label
+    entries out of the val selection and the test score: VOC 2007's *difficult* objects, which
+    the devkit counts neither as positives nor as negatives.
     """
     if solver not in ("logreg", "svm"):
         raise ProbeInputError(f"solver must be 'logreg' or 'svm', got {solver!r}")
@@ -89,10 +95,11 @@ def run_protocol(
     t0 = time.perf_counter()
     if solver == "logreg":
         path = logistic_path(X_train, y_train, X_val, y_val, lambdas=lambdas, metric=metric,
-                             device=device, tol=path_tol, keep_state=True)
+                             device=device, tol=path_tol, keep_state=True,
+                             val_ignore=val_ignore)
     else:
         path = svm_path(X_train, y_train, X_val, y_val, Cs=Cs, metric=metric, device=device,
-                        tol=path_tol, keep_state=True)
+                        tol=path_tol, keep_state=True, val_ignore=val_ignore)
     t1 = time.perf_counter()
 
     path.estimator.set_params(tol=tol)
@@ -107,7 +114,7 @@ def run_protocol(
         preds = est.decision_function(X_test)
     else:
         preds = est.predict(X_test)
-    test_metric = M.score(metric, y_test_arr, preds)
+    test_metric = M.score(metric, y_test_arr, preds, ignore=test_ignore)
     t3 = time.perf_counter()
     return ProtocolResult(
         solver=solver,

@@ -98,6 +98,7 @@ def svm_path(
     max_iter: int = 1000,
     dtype: str = "float32",
     keep_state: bool = False,
+    val_ignore: ArrayLike | None = None,
 ) -> PathResult:
     """Fit at every ``C`` (default ``np.logspace(-3, 2, 26)``; ``None`` means the same) on
     train with warm starts, from the smallest ``C`` (strongest regularisation, where
@@ -111,4 +112,5 @@ def svm_path(
     grid = DEFAULT_CS if Cs is None else np.asarray(Cs, dtype=np.float64)
     template = SVMProbe(tol=tol, max_iter=max_iter, device=device, dtype=dtype)
     return fit_path(template, "C", "C", grid, X_train, y_train, X_val, y_val, metric, _alpha,
-                    keep_state)
+                    keep_state,
+                    val_ignore=None if val_ignore is None else np.asarray(val_ignore))

@@ -30,7 +30,7 @@ class ProbeOutcome:
     ckpt: str
     dataset: str
     solver: str
-    status: str  # "done" | "skipped"
+    status: str  # "done" | "skipped" | "failed" (a damaged entry in a sweep; ``reason`` says why)
     test_metric: float | None = None
     metric: str | None = None
     result_id: str | None = None
@@ -43,6 +43,8 @@ class ProbeOutcome:
     best_param: float | None = None
 
 
+#: Status of a sweep's outcome for a damaged entry (see :func:`sweep`).
+FAILED = "failed"
 #: The reason of a probe skipped because its row exists.
 ALREADY_DONE = "already in the results table; --force to recompute"
 
@@ -107,16 +109,21 @@ def run_probe(
     X_va, y_va = store.load(ckpt, dataset, "val")
     X_te, y_te = store.load(ckpt, dataset, "test")
     test_ids = store.load_ids(ckpt, dataset, "test")
+    # VOC 2007's difficult entries, when the entry stores them: out of val selection and test
+    d_va = store.load_difficult(ckpt, dataset, "val")
+    d_te = store.load_difficult(ckpt, dataset, "test")
     if test_index is not None:  # scored on the kept test rows only
         X_te, y_te = X_te[test_index], y_te[test_index]
         test_ids = [test_ids[i] for i in test_index]
+        d_te = None if d_te is None else d_te[test_index]
     if train_index is not None:
         X_tr, y_tr = X_tr[train_index], y_tr[train_index]
         if subset is not None:
             subset = Subset(subset.k, subset.subset_seed, len(train_index),
                             ids_digest([str(i) for i in train_index]))
     res = run_protocol(solver, X_tr, y_tr, X_va, y_va, X_te, y_te, metric=metric, device=device,
-                       refit=subset is None and train_index is None)
+                       refit=subset is None and train_index is None,
+                       val_ignore=d_va, test_ignore=d_te)
     row = ResultRow(
         ckpt=ckpt, dataset=dataset, setting=solver, variant=variant, metric=res.metric,
         test_metric=float(res.test_metric), param_name=res.param_name,
@@ -193,15 +200,28 @@ def sweep(
     force: bool = False,
     on_result: Callable[[ProbeOutcome], None] | None = None,
 ) -> list[ProbeOutcome]:
-    """Every complete entry x solver (filtered by ``ckpts`` / ``datasets``)."""
+    """Every complete entry x solver (filtered by ``ckpts`` / ``datasets``).
+
+    A damaged entry (a chunk that fails its checksum or is missing) does not stop the sweep:
+    it becomes one ``failed`` outcome whose ``reason`` names the chunk, no row is written for
+    it, its other solvers are not tried, and the rest of the store is still probed; the
+    caller decides what failure means for its exit status.
+    """
+    from featurestore.errors import DamagedEntryError
+
     solvers = list(solvers)
     for s in solvers:
         _check_solver(s)
     out = []
     for e in select_entries(store, ckpts, datasets):
         for s in solvers:
-            o = run_probe(store, e.ckpt, e.dataset, s, device=device, force=force)
+            try:
+                o = run_probe(store, e.ckpt, e.dataset, s, device=device, force=force)
+            except DamagedEntryError as exc:
+                o = ProbeOutcome(e.ckpt, e.dataset, s, FAILED, reason=str(exc))
             out.append(o)
             if on_result:
                 on_result(o)
+            if o.status == FAILED:
+                break
     return out

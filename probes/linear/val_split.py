@@ -7,6 +7,7 @@ should not fail at the end on a mistyped metric or a wrongly shaped ``y_val``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -75,12 +76,19 @@ class ValScorer:
     """
 
     def __init__(self, basis: Basis, x_val: torch.Tensor, y_val: np.ndarray, mode: Mode,
-                 classes: np.ndarray, metric: str) -> None:
+                 classes: np.ndarray, metric: str, ignore: np.ndarray | None = None) -> None:
+        """``ignore`` (``[N, C]``, multi-label only) is the val split's mask of entries the
+        metric leaves out (VOC's *difficult*), so the path is selected as the test is scored."""
         self.threads = Threads(x_val.device)
         with self.threads.gemm(2.0 * x_val.numel() * basis.vecs.shape[1]):
             self.x_rot = basis.rotate(x_val)
         self.y, self.mode, self.classes = y_val, mode, classes
         self.metric_fn = M.METRICS[metric]
+        if ignore is not None:
+            if mode != "multilabel" or np.shape(ignore) != np.shape(y_val):
+                raise ProbeInputError(f"val ignore mask {np.shape(ignore)} needs a multi-label "
+                                      f"y_val of the same shape, got {np.shape(y_val)}")
+            self.metric_fn = functools.partial(M.voc11_map, ignore=np.asarray(ignore))
 
     def __call__(self, theta: torch.Tensor) -> float:
         with self.threads.gemm(2.0 * self.x_rot.numel() * theta.shape[1]):

@@ -16,6 +16,8 @@ import pytest
 CKPT, DATASET, PX, K = "test_resnet", "digits", 32, 5
 #: Figure 8's step budgets, run through the installed CLI as one family per setting.
 BUDGETS = (2, 4)
+#: Figure 9's seeded subsets of the logistic-regression data-size rows.
+SUBSET_SEEDS = (0, 1, 2)
 
 
 def featurestore_exe() -> str:
@@ -55,8 +57,9 @@ def e2e_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     extract_entry(fs, loaded, ds, device="cpu", num_workers=0, progress=False)
     for solver in ("logreg", "svm"):
         assert run_probe(fs, CKPT, DATASET, solver, device="cpu").status == "done"
-    _cli("probe", "--ckpt", CKPT, "--dataset", DATASET, "-k", str(K), "--store", url,
-         "--device", "cpu")
+    # Figure 9's three seeded subsets, in one command
+    _cli("probe", "--ckpt", CKPT, "--dataset", DATASET, "-k", str(K), "--subset-seeds",
+         ",".join(str(s) for s in SUBSET_SEEDS), "--store", url, "--device", "cpu")
     jobs = [
         tiny("finetune", "lr=0.01", ""),
         tiny("scratch", "lr=0.1", ""),

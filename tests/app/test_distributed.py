@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ def client():
     from dask.distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
         yield c
 
 
@@ -133,6 +134,7 @@ def test_local_scheduler_runs_in_process_on_every_core(imagefolder: Path, store_
     assert len(got) == 2 and got == {(o.solver, o.test_metric, o.best_param) for o in plain}
 
 
+@pytest.mark.slow
 def test_finetune_grid_on_two_workers_survives_a_killed_worker(client, tmp_path: Path) -> None:
     """Every grid point is a task: the row equals the sequential run's with the same seeds; a
     worker killed mid-point is replaced, the point resumes from its last state (no step is
@@ -201,6 +203,7 @@ def test_finetune_grid_on_two_workers_survives_a_killed_worker(client, tmp_path:
     assert len(FeatureStore(url).results.frame()) == 2
 
 
+@pytest.mark.slow
 def test_finetune_cli_with_local_scheduler(imagefolder: Path, tmp_path: Path) -> None:
     """``featurestore finetune --smoke --scheduler local`` (installed command) writes the row the
     sequential run computes with the same seeds."""
@@ -236,3 +239,48 @@ def test_finetune_cli_with_local_scheduler(imagefolder: Path, tmp_path: Path) ->
     assert row["test_metric"] == seq.test_metric
     assert row["hyperparams"]["lr"] == 0.01
     assert len(FeatureStore(url).results.frame()) == 1
+
+
+def test_gpu_check_without_cuda_says_so_and_exits_0() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=Path(__file__).parents[2])
+    assert proc.returncode == 0, proc.stderr
+    assert "no CUDA device" in proc.stdout
+
+
+def test_finetune_points_in_threads_of_one_process_match_the_sequential_run(
+        tmp_path: Path) -> None:
+    """Two task threads in one worker process (the in-process cluster, or a multi-threaded
+    worker): training runs share torch's process-wide random generator, so they must take turns;
+    the row is then the sequential run's."""
+    import torch
+
+    from featurestore_app.distributed import dask_client, finetune_distributed
+    from probes.finetune.run import FinetuneConfig, run_finetune
+    from tests.conftest import write_imagefolder
+
+    images = write_imagefolder(tmp_path / "images", classes=3, train=6, test=3, size=32,
+                               fmt="PNG")
+    config = FinetuneConfig(setting="finetune", grid="lr=0.01;0.1;0.03", steps=2, batch_size=5,
+                            eval_every=2, weights="random", progress=False, image_size=64,
+                            num_workers=0, device="cpu")
+    with dask_client("local", threads_per_worker=2) as c:
+        [out] = finetune_distributed(c, str(tmp_path / "dist.zarr"),
+                                     [("test_efficientnet", "imagefolder", config)], str(images))
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # one run at a time with every core, as above
+    try:
+        seq = run_finetune("test_efficientnet", "imagefolder", config,
+                           store=str(tmp_path / "seq.zarr"), data_root=images)
+    finally:
+        torch.set_num_threads(before)
+    assert out.test_metric == seq.test_metric
+    assert [p["val_metric"] for p in out.row["val_curve"]] == \
+        [p["val_metric"] for p in seq.row["val_curve"]]
+    assert [p["final_train_loss"] for p in out.row["val_curve"]] == \
+        [p["final_train_loss"] for p in seq.row["val_curve"]]

@@ -298,6 +298,22 @@ def test_ours_vs_paper_without_results(fallback: tuple[Path, list[Path], str]) -
     assert "the store has no results" in fig["layout"]["annotations"][0]["text"]
 
 
+@pytest.mark.parametrize("scenario", ["populated", "fallback"])
+def test_choosing_a_checkpoint_without_enough_checkpoints_says_so(
+        scenario: str, request: pytest.FixtureRequest) -> None:
+    """The populated store has 2 checkpoints per dataset, the fallback none: below the 3 a
+    ranking needs, so the page says why it has no figure and the CSVs have headers only."""
+    out, _, _ = request.getfixturevalue(scenario)
+    assert figures(out, "06_choosing_a_checkpoint") == []
+    text = text_outputs(out, "06_choosing_a_checkpoint")
+    assert "has no dataset with at least 3 extracted checkpoints" in text
+    if scenario == "populated":
+        assert "DTD (2)" in text and "CIFAR-10 (2)" in text
+    for key in ("transfer_scatter", "transfer_correlations", "transfer_timing"):
+        frame = pd.read_csv(out / "data" / f"{key}.csv")
+        assert frame.empty and "source" in frame.columns
+
+
 # ------------------------------------------------------------------------------ failures
 
 

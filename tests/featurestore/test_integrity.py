@@ -27,7 +27,7 @@ FS = str(Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "featurestore")
 if not Path(FS).exists():
     FS = shutil.which("featurestore") or "featurestore"
 ENTRY = f"{FAST_CKPT}/imagefolder"
-# batch 1 x 16 batches per chunk: train (18 rows) has 2 row chunks, the last one partial
+# batch 1 x at most 16 batches per chunk: train (18 rows) has 2 row chunks of 9 rows
 EXTRACT = ["extract", "--ckpt", FAST_CKPT, "--dataset", "imagefolder", "--weights", "random",
            "--batch-size", "1", "--workers", "0", "--no-progress"]
 
@@ -137,6 +137,20 @@ def test_sweep_refuses_a_damaged_chunk(store: Path) -> None:
     assert results_rows(store) == 0
 
 
+def test_sweep_reports_a_damaged_entry_and_probes_the_rest(store: Path) -> None:
+    shutil.copytree(store / FAST_CKPT, store / "zz_healthy")  # swept after the damaged one
+    flip_bit(chunk(store, "train", "features", 1), byte=2001)
+    p = run("sweep", "--store", str(store), "--device", "cpu", check=1)
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and f"{ENTRY}/train/features chunk 1: checksum mismatch" in errors[0]
+    assert "Traceback" not in p.stderr
+    rows = {ln.split()[0]: ln.split()[3] for ln in p.stdout.splitlines()
+            if ln.split()[:1] in ([FAST_CKPT], ["zz_healthy"])}
+    assert rows == {FAST_CKPT: "failed", "zz_healthy": "done"}
+    frame = FeatureStore(str(store), read_only=True).results.frame()
+    assert list(frame["ckpt"]) == ["zz_healthy"]
+
+
 def test_verify_lists_every_damaged_chunk(store: Path) -> None:
     chunk(store, "train", "features", 1).unlink()
     flip_bit(chunk(store, "val", "ids", 0), byte=20)
@@ -169,8 +183,8 @@ def test_repair_recomputes_only_damage_and_ends_byte_identical(
     assert _entry_files(store) != _entry_files(clean_store)
     p = run(*EXTRACT, "--data-root", str(images), "--store", str(store), "--repair")
     assert "repaired" in p.stdout
-    # train chunk 1 holds rows 16-17 (2 images), val 6, test 12: 20 recomputed, not 36
-    assert " 20 " in [ln for ln in p.stdout.splitlines() if "repaired" in ln][0]
+    # train chunk 1 holds rows 9-17 (9 images), val 6, test 12: 27 recomputed, not 36
+    assert " 27 " in [ln for ln in p.stdout.splitlines() if "repaired" in ln][0]
     assert _entry_files(store) == _entry_files(clean_store)
     fs = FeatureStore(str(store))
     assert fs.entry(FAST_CKPT, "imagefolder").complete
