@@ -13,6 +13,7 @@ full set takes minutes per checkpoint on a 2-core CPU).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def main() -> None:
     fs = FeatureStore(a.store)
     ds = _dataset(a.dataset, a.per_class, a.data_root)
     print(f"{a.dataset}: " + ", ".join(f"{s} {len(ds.split(s))}" for s in ds.splits))
+    # seconds on a shared machine mean little without the load they were measured under
+    print("load average (1/5/15 min) at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     probe, probe_s, est = {}, {}, {}
     for c in CKPTS:
         rep = extract_entry(fs, c, ds, device=a.device, batch_size=a.batch_size,
@@ -99,6 +102,7 @@ def main() -> None:
         print(f"{name:<9} " + " ".join(f"{s:9.4f}" for s in scores)
               + f"  {' > '.join(c[-5:] for c in order):<24} {tau:5.2f} {rho:5.2f}  "
               + " ".join(f"{est[c][name].seconds:.2f}" for c in CKPTS))
+    print("load average (1/5/15 min) at end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -163,7 +163,10 @@ def extract_distributed(
     """One extraction job per (checkpoint, dataset), spread over the cluster's workers; with fewer
     entries than task threads, each entry in turn is split by row chunks over all of them
     (:func:`extract_entry_distributed`), so one large entry still uses the whole cluster."""
+    from featurestore.store import FeatureStore
+
     options.setdefault("num_workers", 0)  # decode inside the dask worker: no nested processes
+    FeatureStore(store_url)  # created once here: workers creating it at once would collide
     threads = host_threads(client)
     pairs = [(c, d) for c in ckpts for d in datasets]
     if len(pairs) < sum(threads.values()):
@@ -333,8 +336,10 @@ def finetune_distributed(
     """
     from dask.distributed import as_completed
 
+    from featurestore.store import FeatureStore
     from probes.finetune.run import grid_point_keys
 
+    FeatureStore(store_url)  # created once here: workers creating it at once would collide
     threads = host_threads(client, per_process=True)
     finals = []
     for ckpt, dataset, config in jobs:

@@ -48,6 +48,7 @@ from featurestore.store.backends import backend_for
 __all__ = [
     "NOTEBOOKS_DIR",
     "STORE_ENV",
+    "STUDY_ENV",
     "NotebookRun",
     "ReportError",
     "execute_notebook",
@@ -75,6 +76,9 @@ def _notebooks_dir() -> Path:
 NOTEBOOKS_DIR = _notebooks_dir()
 #: Environment variable the notebooks read their store URL from.
 STORE_ENV = "FEATURESTORE_URL"
+#: Environment variable naming a settings-study file (``featurestore report --study FILE``);
+#: notebook 02 reads it, beside the built-in studies (:mod:`featurestore.checkpoints.families`).
+STUDY_ENV = "FEATURESTORE_STUDY"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 KERNEL = "python3"
 DEFAULT_TIMEOUT = 600
@@ -132,18 +136,19 @@ def _absolute_url(store_url: str) -> str:
     return str(root) if root is not None else store_url
 
 
-def inject_store_url(nb: Any, store_url: str) -> Any:
-    """Insert ``STORE_URL = <url>`` after the ``parameters`` cell (at the top when none).
+def inject_store_url(nb: Any, store_url: str, study_file: str | None = None) -> Any:
+    """Insert ``STORE_URL = <url>`` (and ``STUDY_FILE = <path>`` when given) after the
+    ``parameters`` cell (at the top when none).
 
     Any previously injected cell is replaced, so re-running a notebook object is idempotent.
     """
     import nbformat
 
     cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-    cell = nbformat.v4.new_code_cell(
-        f"# Injected by featurestore report\nSTORE_URL = {store_url!r}",
-        metadata={"tags": ["injected-parameters"]},
-    )
+    source = f"# Injected by featurestore report\nSTORE_URL = {store_url!r}"
+    if study_file is not None:
+        source += f"\nSTUDY_FILE = {study_file!r}"
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
     where = next(
         (i + 1 for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), 0
     )
@@ -163,7 +168,8 @@ def _title(nb: Any, fallback: str) -> str:
 
 
 def execute_notebook(
-    path: Path, store_url: str, cwd: Path, timeout: int = DEFAULT_TIMEOUT
+    path: Path, store_url: str, cwd: Path, timeout: int = DEFAULT_TIMEOUT,
+    study_file: str | None = None,
 ) -> tuple[Any, str | None]:
     """Read a jupytext notebook, inject the store URL, execute it headless.
 
@@ -175,8 +181,10 @@ def execute_notebook(
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     url = _absolute_url(store_url)
-    nb = inject_store_url(jupytext.read(path), url)
+    nb = inject_store_url(jupytext.read(path), url, study_file)
     env = {**os.environ, STORE_ENV: url}
+    if study_file is not None:
+        env[STUDY_ENV] = study_file
     with tempfile.TemporaryDirectory(prefix="fs-kernel-") as sockets:
         try:
             # cleanup_kc: nbclient shuts down only kernels of managers it created itself; ours
@@ -241,6 +249,8 @@ def _plotly_to_html(nb: Any) -> Any:
 PLOTLY_JS = "plotly.min.js"
 #: Folder (inside the report) of the tidy data behind every figure and table.
 DATA_DIR = "data"
+#: The near-duplicates page (``report(..., duplicates=PAIRS)``).
+DUPLICATES_PAGE = "duplicates.html"
 
 
 def notebook_html(nb: Any, title: str, show_code: bool = False,
@@ -280,12 +290,12 @@ def _write_plotly_js(out_dir: Path) -> Path:
 
 
 def _run_one(path: Path, store_url: str, out_dir: Path, timeout: int, show_code: bool,
-             progress: Callable[[str], None]) -> NotebookRun:
+             progress: Callable[[str], None], study_file: str | None = None) -> NotebookRun:
     import nbformat
 
     progress(f"report: {path.stem} running")
     t0 = time.perf_counter()
-    nb, error = execute_notebook(path, store_url, out_dir, timeout)
+    nb, error = execute_notebook(path, store_url, out_dir, timeout, study_file)
     title = _title(nb, path.stem)
     html_path, ipynb_path = out_dir / f"{path.stem}.html", out_dir / f"{path.stem}.ipynb"
     # the text/html copies of the figures (plotly.js inlined in the first, for plain nbconvert)
@@ -297,7 +307,8 @@ def _run_one(path: Path, store_url: str, out_dir: Path, timeout: int, show_code:
     return NotebookRun(path.stem, title, html_path, ipynb_path, seconds, error)
 
 
-def _index_html(runs: Sequence[NotebookRun], store_url: str, data: Sequence[str]) -> str:
+def _index_html(runs: Sequence[NotebookRun], store_url: str, data: Sequence[str],
+                extra_pages: Sequence[Path] = ()) -> str:
     from featurestore import __version__
 
     links = "\n".join(f'<li><a href="{DATA_DIR}/{html.escape(k)}.csv">{html.escape(k)}</a></li>'
@@ -309,7 +320,8 @@ def _index_html(runs: Sequence[NotebookRun], store_url: str, data: Sequence[str]
         + (f'; <span class="err">failed: {html.escape(r.error)}</span>' if r.error else "")
         + ")</small></li>"
         for r in runs
-    )
+    ) + "".join(f'\n<li><a href="{html.escape(p.name)}">Near-duplicate images</a></li>'
+                for p in extra_pages)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>featurestore report</title>
 <style>body{{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.5}}
@@ -342,6 +354,8 @@ def report(
     jobs: int | None = None,
     show_code: bool = False,
     progress: Callable[[str], None] | None = None,
+    study_file: Path | str | None = None,
+    duplicates: Path | str | None = None,
 ) -> list[Path]:
     """Execute the notebooks against ``store_url`` and write the HTML report into ``out_dir``.
 
@@ -349,6 +363,13 @@ def report(
     ``.ipynb`` files sit beside them, the figure data in ``data/``). ``jobs`` notebooks run at
     once (default: 2, or 1 on a single core): each has its own kernel, and kernel start-up
     dominates short notebooks. ``progress`` gets one line per notebook started and finished.
+    ``study_file`` names a settings-study file (TOML/JSON,
+    :mod:`featurestore.checkpoints.families`) whose studies the report shows beside the
+    built-in ones; it is read first, so a bad file fails before any work
+    (:class:`featurestore.checkpoints.families.StudyFileError`). ``duplicates`` names a pairs
+    CSV of ``featurestore duplicates``: the report then shows thumbnails of its top pairs
+    (``duplicates.html`` and ``data/duplicates.csv``,
+    :mod:`featurestore_app.duplicate_pages`).
     Raises :class:`featurestore.errors.StoreLocationError` when ``store_url`` names no store,
     and :class:`ReportError` after writing everything if any notebook failed.
     """
@@ -358,21 +379,42 @@ def report(
     # A mistyped --store fails here, before any page exists, rather than rendering the paper's
     # numbers alone as if they were the store's (StoreLocationError names the path).
     FeatureStore(store_url, read_only=True)
+    study = None
+    if study_file is not None:
+        from featurestore.checkpoints.families import load_study_file
+
+        study = str(Path(study_file).resolve())
+        load_study_file(study)
     say = progress or (lambda _line: None)
+    if duplicates is not None:
+        from probes.analysis.duplicates import read_pairs
+
+        read_pairs(Path(duplicates))  # a missing or foreign pairs file fails before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = list(notebooks) if notebooks is not None else notebook_paths()
     t0 = time.perf_counter()
-    data = write_figure_data(_absolute_url(store_url), str(out_dir / DATA_DIR))
+    data = write_figure_data(_absolute_url(store_url), str(out_dir / DATA_DIR), study)
     say(f"report: data/ ({len(data)} figure and table CSVs, {time.perf_counter() - t0:.1f} s)")
     _write_plotly_js(out_dir)
     workers = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         runs = list(pool.map(
-            lambda p: _run_one(Path(p), store_url, out_dir, timeout, show_code, say), paths))
+            lambda p: _run_one(Path(p), store_url, out_dir, timeout, show_code, say, study),
+            paths))
+    extra_pages: list[Path] = []
+    if duplicates is not None:
+        from featurestore_app.duplicate_pages import duplicates_page
+
+        page = duplicates_page(_absolute_url(store_url), duplicates)
+        extra_pages.append(out_dir / DUPLICATES_PAGE)
+        extra_pages[-1].write_text(page.html, encoding="utf-8")
+        page.data.to_csv(out_dir / DATA_DIR / "duplicates.csv", index=False)
+        data["duplicates"] = str(out_dir / DATA_DIR / "duplicates.csv")
+        say(f"report: {DUPLICATES_PAGE} ({len(page.data)} pairs)")
     index = out_dir / "index.html"
-    index.write_text(_index_html(runs, store_url, sorted(data)), encoding="utf-8")
-    written = [index, *(r.html_path for r in runs)]
+    index.write_text(_index_html(runs, store_url, sorted(data), extra_pages), encoding="utf-8")
+    written = [index, *(r.html_path for r in runs), *extra_pages]
     failures = {r.name: r.error for r in runs if r.error}
     if failures:
         raise ReportError(failures, written)

@@ -32,6 +32,7 @@ import os
 from IPython.display import Markdown, display
 
 from probes.analysis import figures as F
+from probes.analysis import printed_tables as P
 from probes.analysis import report_data as R
 from probes.analysis import tables as T
 
@@ -110,7 +111,8 @@ for p in rt.panels():
 # regression), 0.96 (fine-tuned) and 0.55 (from scratch).
 
 # %%
-T.correlation_by_panel(rt)
+for table in P.table2(rt):
+    display(table)
 
 # %% [markdown]
 # ## Section 4.3: small vs large datasets
@@ -132,6 +134,21 @@ T.small_vs_large(rt)
 points, fit = T.size_correlation_frame(rt)
 F.show(F.fig_size_correlation(
     points, fit, f"Figure 16: correlation with ImageNet vs dataset size ({sources_of(fig2)})"))
+
+# %% [markdown]
+# ## Appendix D: dataset size and the predictive power of ImageNet accuracy
+#
+# Figure 16's numbers per panel: each dataset's training-set size, the correlation across
+# models between logit ImageNet top-1 and logit accuracy on it, and that correlation's Fisher z;
+# the caption gives r and p between log size and z. The paper: larger datasets make ImageNet
+# accuracy a better predictor when training from scratch (p = 0.0002), with no significant
+# relationship in the transfer settings — perhaps because ImageNet accuracy measures both
+# inductive bias and capacity, and on small datasets trained from scratch the bias matters more.
+# A store panel needs 3 or more checkpoints with a known top-1 on a dataset to appear.
+
+# %%
+for table in P.appendix_d(rt):
+    display(table)
 
 # %% [markdown]
 # ## Figures 10 and 11: logistic regression on public checkpoints

@@ -14,22 +14,32 @@
 # %% [markdown]
 # # Logistic regression vs fine-tuning vs training from scratch (Figures 6, 7, 17, 18)
 #
-# Sections 4.2, 4.4 and 4.5, Appendices E and G. Settings are compared only within one source:
+# Sections 4.2, 4.4 and 4.5, Appendices E and G; at the end, settings studies (Section 4.1,
+# Appendix C: Figures 3, 4, 5 generalised). Settings are compared only within one source:
 # each figure is drawn for the paper's Table 6 and, beside it, for the store's results (when
 # the store has the settings it needs); titles say which.
 
 # %%
 import itertools
 import os
+import warnings
 
 from IPython.display import Markdown, display
 
+from featurestore.checkpoints.families import report_studies
 from probes.analysis import figures as F
 from probes.analysis import report_data as R
 from probes.analysis import tables as T
 
+# %%
+# timm (imported for the built-in study's list of recipes) pulls in tqdm.auto, which warns in a
+# kernel without ipywidgets; the report has no progress bars to show
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 # %% tags=["parameters"]
 STORE_URL = os.environ.get("FEATURESTORE_URL", "./featurestore.zarr")
+# A settings-study file (TOML/JSON) beside the built-in studies; `featurestore report --study`
+STUDY_FILE = os.environ.get("FEATURESTORE_STUDY") or None
 
 # %%
 rt = T.results_tables(STORE_URL)
@@ -119,3 +129,41 @@ for src, tabs in by_source.items():
         ))
         if cmp["wilcoxon"] is not None:
             display(cmp["wilcoxon"])
+
+# %% [markdown]
+# ## Settings studies: training recipes and transfer (Figures 3, 5, 12, 14, 15 generalised)
+#
+# Section 4.1 and Appendix C: the paper retrains one architecture with and without label
+# smoothing, dropout, auxiliary heads and weight decay, and finds that the settings that help
+# ImageNet hurt the penultimate-layer features. A *settings study* is any named family of
+# checkpoints of one architecture that differ only in their training recipe: the built-in
+# `resnet50_recipes` (timm's ResNet-50 recipes: `resnet50.a1_in1k`, `.a2_in1k`, `.a3_in1k`,
+# `.tv_in1k`, `.tv2_in1k`, ...) applies whenever its members are in the store, and a study file
+# adds your own (`featurestore report --study FILE`). Per study: each dataset's log odds per
+# recipe and the mean over the datasets every recipe has (Morey standard errors), ImageNet
+# top-1 in the inset, for logistic regression and fine-tuning; then Figure 4's t-SNE per recipe.
+# The data is `data/settings_study.csv`.
+
+# %%
+studies = report_studies(STUDY_FILE)
+study_frame = T.settings_studies_frame(rt.results, studies)
+if study_frame.empty:
+    display(Markdown(
+        "No settings study has two or more members with results in the store (studies looked "
+        "for: " + ", ".join(f"`{n}`" for n in studies) + "). Extract and probe a study's "
+        "members, e.g. `featurestore extract --ckpt resnet50.a1_in1k,resnet50.tv_in1k ...`."))
+for name, frame in study_frame.groupby("study", sort=False):
+    study = studies[str(name)]
+    summary = T.settings_study_summary(frame)
+    display(Markdown(f"### Settings study `{name}` ({study.arch}; source: store)\n\n"
+                     + (study.description or "")))
+    F.show(F.fig_settings_study(frame, summary, f"Settings study {name}: transfer per recipe "
+                                "(store)"))
+    display(summary)
+    tsne_dataset, tsne = T.study_tsne(STORE_URL, study)
+    if tsne:
+        F.show(F.fig_tsne(tsne, f"Figure 4 per recipe ({name}): t-SNE of "
+                                f"{T.dataset_label(str(tsne_dataset))} (store)"))
+    else:
+        display(Markdown(f"No dataset has features of two or more `{name}` recipes, so no "
+                         "t-SNE per recipe."))

@@ -27,6 +27,7 @@ import os
 from IPython.display import Markdown, display
 
 from probes.analysis import figures as F
+from probes.analysis import printed_tables as P
 from probes.analysis import tables as T
 
 # %% tags=["parameters"]
@@ -56,3 +57,20 @@ T.checkpoint_mapping(results)
 
 # %%
 display(comparison)
+
+# %% [markdown]
+# ## The paper's tables (Tables 1, 3, 4 and 6)
+#
+# Each table's caption names its source: the paper's numbers as printed (`data/paper`), or the
+# store's results. The store's Table 6 colours, per dataset, the best checkpoint (bold) and
+# every checkpoint not significantly worse than it (green, p > 0.05) by the paper's test for
+# the dataset's metric, computed from the per-example test predictions stored with each
+# result: exact McNemar for top-1, a permutation test (10,000 permutations) for mean per-class
+# accuracy, and for VOC 2007 the exact McNemar test on the accuracy of the thresholded
+# predictions across labels (the paper's footnote 2), difficult objects left out. Table 2 and
+# Appendix D are on the correlations page.
+
+# %%
+rt = T.results_tables(STORE_URL, results)
+for table in [*P.table1(rt), *P.table3(rt), *P.table4(), *P.table6(rt)]:
+    display(table)

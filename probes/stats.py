@@ -30,6 +30,7 @@ __all__ = [
     "fisher_z",
     "geometric_mean",
     "inv_logit",
+    "label_correctness",
     "logit",
     "mcnemar_exact",
     "mean_logit",
@@ -40,6 +41,7 @@ __all__ = [
     "paired_t_across_datasets",
     "per_dataset_correlation",
     "permutation_test",
+    "significance_vs_best",
     "steps_to_fraction_of_max_odds",
     "transfer_correlation",
     "wilcoxon_per_dataset",
@@ -423,6 +425,56 @@ def not_worse_than_best_permutation(
         for m, p in preds.items()
         if m != best and permutation_test(preds[best], p, y_arr, metric, n=n, seed=seed) > alpha
     }
+
+
+def label_correctness(scores: Any, y: Any, threshold: float, ignore: Any = None) -> np.ndarray:
+    """Per-(example, label) correctness of multi-label scores thresholded at ``threshold``, as a
+    1-D boolean array over the cells that count.
+
+    Footnote 2 of the paper: for VOC 2007 the two-model test uses "the accuracy of predictions
+    across labels", so each (image, class) cell is an item of the exact McNemar test. Cells
+    flagged in ``ignore`` (the devkit's *difficult* objects, which VOC's mAP leaves out of
+    positives and negatives alike) are dropped here too, so the test and the metric it backs
+    judge the same cells. ``threshold`` is each model's decision boundary: 0 for the linear
+    probes' decision values, 0.5 for a network's sigmoid scores.
+    """
+    s = np.asarray(scores, dtype=float)
+    truth = np.asarray(y) > 0
+    if s.shape != truth.shape or s.ndim != 2:
+        raise ValueError(f"scores {s.shape} and multi-hot labels {truth.shape} must be one [N, C]")
+    keep = np.ones(s.shape, dtype=bool) if ignore is None else ~np.asarray(ignore).astype(bool)
+    if keep.shape != s.shape:
+        raise ValueError(f"ignore mask {keep.shape} and scores {s.shape} differ in shape")
+    return ((s > threshold) == truth)[keep]
+
+
+def significance_vs_best(
+    scores: Mapping[str, float],
+    test: Callable[[str, str], float],
+    alpha: float = 0.05,
+    tie_break: Mapping[str, float] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per model: ``best``, ``p`` (its test against the best; NaN for the best itself) and
+    ``not_worse`` (the best, a model whose p > ``alpha``, or one that scores at least as well
+    as the best on the tested quantity ``tie_break``).
+
+    ``scores`` are the metric the table shows (the best is its argmax); ``test(best, m)`` is the
+    paper's two-model test for that metric. ``tie_break`` matters only where the test runs on
+    another quantity than the metric (VOC: mAP in the table, label accuracy in the test): a model
+    at least as accurate as the best there is not *worse*, whatever the two-sided p says.
+    """
+    if not scores:
+        raise ValueError("scores is empty")
+    best = max(scores, key=lambda m: (scores[m], m))
+    out: dict[str, dict[str, Any]] = {}
+    for m in scores:
+        if m == best:
+            out[m] = {"best": True, "p": float("nan"), "not_worse": True}
+            continue
+        p = float(test(best, m))
+        at_least = tie_break is not None and tie_break[m] >= tie_break[best]
+        out[m] = {"best": False, "p": p, "not_worse": bool(p > alpha or at_least)}
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from featurestore.checkpoints.registry import REGISTRY, CheckpointInfo, register
 from featurestore.errors import FeatureStoreError
 
 __all__ = ["SettingsStudy", "StudyFileError", "StudyMember", "builtin_studies", "get_study",
-           "load_study_file", "register_members"]
+           "load_study_file", "register_members", "report_studies"]
 
 #: ResNet-50 tags timm lists that were not trained on ImageNet-1k alone (other data, not only
 #: another recipe): semi-/weakly supervised pretraining on YFCC100M / IG-1B, and bamboo.
@@ -190,6 +190,16 @@ def get_study(name: str, study_file: str | Path | None = None) -> SettingsStudy:
     if name not in studies:
         raise StudyFileError(f"no settings study {name!r} (have: {', '.join(studies)})")
     return studies[name]
+
+
+def report_studies(study_file: str | Path | None = None) -> dict[str, SettingsStudy]:
+    """The studies a report looks for in a store: the built-in ones, then every study of
+    ``study_file`` (a file's study replaces a built-in one of the same name). A report shows
+    only those with members in the store, so listing a study costs nothing otherwise."""
+    studies = builtin_studies()
+    if study_file is not None:
+        studies.update(load_study_file(study_file))
+    return studies
 
 
 def register_members(study: SettingsStudy) -> list[str]:

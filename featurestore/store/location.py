@@ -35,7 +35,10 @@ def check_local(root: Path, *, create: bool) -> None:
         return
     if not create:
         raise StoreLocationError(f"{root} is a directory but not a feature store (no zarr.json)")
-    if any(root.iterdir()):
+    # Zarr writes zarr.json through a temporary ``zarr.<uuid>.partial``: a directory holding only
+    # that is a store another process is creating right now, not someone's files.
+    if any(not (p.name.startswith("zarr.") and p.name.endswith(".partial"))
+           for p in root.iterdir()):
         raise StoreLocationError(
             f"{root} is a non-empty directory that is not a feature store; refusing to create a "
             "store in it (give a new or empty path, e.g. ./featurestore.zarr)"
@@ -54,7 +57,12 @@ def open_root(backend: Backend, url: str, *, read_only: bool, create: bool
     mode = "r" if read_only else ("a" if create else "r+")
     try:
         store = backend.zarr_store(read_only)
-        return store, zarr.open_group(store, mode=mode, zarr_format=3)
+        try:
+            return store, zarr.open_group(store, mode=mode, zarr_format=3)
+        except zarr.errors.ContainsGroupError:
+            # Another process created the store between Zarr's check and its create (workers
+            # opening a new store at once): open the store it made.
+            return store, zarr.open_group(store, mode="r+", zarr_format=3)
     except FeatureStoreError:
         raise
     except OSError as e:

@@ -37,6 +37,16 @@ def report_cmd(
         list[str] | None,
         typer.Option("--notebook", help="Only this notebook (name or NN prefix); repeatable."),
     ] = None,
+    study: Annotated[
+        Path | None,
+        typer.Option("--study", help="Settings-study file (TOML/JSON) to show beside the "
+                     "built-in studies.", show_default=False),
+    ] = None,
+    duplicates: Annotated[
+        Path | None,
+        typer.Option("--duplicates", help="Pairs CSV of `featurestore duplicates`: show "
+                     "thumbnails of its top pairs.", show_default=False),
+    ] = None,
 ) -> None:
     """Run the analysis notebooks against the store and write offline HTML, plus data/<id>.csv
     (the data behind every figure and table, with its source)."""
@@ -54,7 +64,8 @@ def report_cmd(
             raise typer.Exit(1)
         paths = chosen
     pages = report(store, out_dir, notebooks=paths, timeout=timeout, show_code=show_code,
-                   progress=lambda line: print(line, file=sys.stderr, flush=True))
+                   progress=lambda line: print(line, file=sys.stderr, flush=True),
+                   study_file=study, duplicates=duplicates)
     out.print(f"report: {pages[0].resolve()} ({len(pages) - 1} notebooks)")
 
 

@@ -2,13 +2,17 @@
 
 ``featurestore report`` writes each as ``<out>/data/<id>.csv`` beside the HTML, so every number a
 page draws can be checked, re-plotted or diffed without the notebooks. Ids follow the paper
-(``figure2``, ``figure8``, ``table2``, ``section4_3``); the page "Choosing a checkpoint" adds
+(``figure2``, ``figure8``, ``table2``, ``section4_3``, ``settings_study``: every settings study
+with members in the store); the page "Choosing a checkpoint" adds
 ``transfer_scatter``, ``transfer_correlations`` and ``transfer_timing``
 (:mod:`probes.transfer.choice`, store only). Every frame has a ``source`` column:
 
 * ``store``: computed from the store's results table. Rows that come from one result carry its
   ``result_id``, ``ckpt``, ``dataset``, ``setting`` and ``n_train`` (the examples the scored
   model was trained on).
+  Per-result frames (``figure2``, ``table6``, ...) also say whether the cell is not
+  significantly worse than the dataset's best checkpoint (``not_worse_than_best``,
+  ``p_vs_best``, ``significance_test``: :func:`probes.analysis.tables.significance_frame`).
 * ``paper``: the paper's published numbers (``data/paper``). ``ckpt`` then holds the paper's
   network key (``inception_v4``), ``n_train`` Table 1's train+val size.
 
@@ -38,6 +42,11 @@ __all__ = ["CELL_COLUMNS", "cells", "figure_data", "mean_log_odds", "previous_so
 #: Columns of a per-result (per model x dataset x setting) frame.
 CELL_COLUMNS = ["source", "setting", "ckpt", "dataset", "n_train", "metric", "test_metric",
                 "imagenet_top1", "paper_model", "result_id"]
+#: Per-dataset significance of a store cell against the dataset's best checkpoint
+#: (:func:`probes.analysis.tables.significance_frame`); empty for the paper's rows, which come
+#: without per-example predictions.
+SIGNIFICANCE_COLUMNS = ["best_on_dataset", "not_worse_than_best", "p_vs_best",
+                        "significance_test"]
 
 
 def _paper_metric(dataset: str) -> str:
@@ -72,7 +81,9 @@ def cells(rt: T.ResultTables) -> pd.DataFrame:
         frames.append(rows[CELL_COLUMNS])
     out = pd.concat([f[CELL_COLUMNS] for f in frames], ignore_index=True)
     out["test_metric"] = out["test_metric"].astype(float)
-    return out
+    sig = T.significance_all(rt.store_url, results)
+    sig = sig.rename(columns={"best": "best_on_dataset", "test": "significance_test"})
+    return out.merge(sig[["result_id", *SIGNIFICANCE_COLUMNS]], on="result_id", how="left")
 
 
 def mean_log_odds(rt: T.ResultTables, settings: list[str] | None = None) -> pd.DataFrame:
@@ -197,8 +208,15 @@ def _cells_of(cell: pd.DataFrame, settings: list[str], sources: tuple[str, ...] 
         drop=True)
 
 
-def figure_data(store_url: str | None) -> dict[str, pd.DataFrame]:
-    """Every figure's and table's tidy data (module docs), keyed by id, for ``store_url``."""
+def figure_data(store_url: str | None,
+                study_file: str | None = None) -> dict[str, pd.DataFrame]:
+    """Every figure's and table's tidy data (module docs), keyed by id, for ``store_url``.
+
+    ``settings_study`` holds every settings study with members in the store: the built-in
+    ones (timm's ResNet-50 recipes) and those of ``study_file``
+    (:func:`featurestore.checkpoints.families.report_studies`)."""
+    from featurestore.checkpoints.families import report_studies
+
     results = T.load_results(store_url)
     rt = T.results_tables(store_url, results)
     cell = cells(rt)
@@ -229,6 +247,7 @@ def figure_data(store_url: str | None) -> dict[str, pd.DataFrame]:
         "figure18": lambda: _cells_of(cell, ["logreg", "svm", "logreg_aug", "finetune"],
                                       ("store",)),
         "section4_3": lambda: T.small_vs_large(rt),
+        "settings_study": lambda: T.settings_studies_frame(results, report_studies(study_file)),
     }
     out = {key: build() for key, build in builders.items()}
     # "Choosing a checkpoint": transferability estimates beside measured transfer (imported
@@ -241,7 +260,8 @@ def figure_data(store_url: str | None) -> dict[str, pd.DataFrame]:
     return out
 
 
-def write_figure_data(store_url: str | None, folder: str) -> dict[str, str]:
+def write_figure_data(store_url: str | None, folder: str,
+                      study_file: str | None = None) -> dict[str, str]:
     """Write :func:`figure_data` as ``<folder>/<id>.csv``; returns id -> path."""
     from pathlib import Path
 
@@ -250,7 +270,7 @@ def write_figure_data(store_url: str | None, folder: str) -> dict[str, str]:
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     written = {}
-    for key, frame in figure_data(store_url).items():
+    for key, frame in figure_data(store_url, study_file).items():
         path = root / f"{key}.csv"
         ResultsTable.to_csv_frame(frame).to_csv(path, index=False)
         written[key] = str(path)

@@ -253,11 +253,14 @@ def test_gpu_check_without_cuda_says_so_and_exits_0() -> None:
     assert "no CUDA device" in proc.stdout
 
 
+@pytest.mark.slow
 def test_finetune_points_in_threads_of_one_process_match_the_sequential_run(
         tmp_path: Path) -> None:
     """Two task threads in one worker process (the in-process cluster, or a multi-threaded
-    worker): training runs share torch's process-wide random generator, so they must take turns;
-    the row is then the sequential run's."""
+    worker): training runs seed and draw from torch's process-wide random generator, so they
+    take turns (no two runs' steps interleave) and the row is the sequential run's."""
+    import time
+
     import torch
 
     from featurestore_app.distributed import dask_client, finetune_distributed
@@ -266,12 +269,24 @@ def test_finetune_points_in_threads_of_one_process_match_the_sequential_run(
 
     images = write_imagefolder(tmp_path / "images", classes=3, train=6, test=3, size=32,
                                fmt="PNG")
-    config = FinetuneConfig(setting="finetune", grid="lr=0.01;0.1;0.03", steps=2, batch_size=5,
+    config = FinetuneConfig(setting="finetune", grid="lr=0.01;0.1", steps=2, batch_size=5,
                             eval_every=2, weights="random", progress=False, image_size=64,
                             num_workers=0, device="cpu")
+    log = tmp_path / "steps.log"
+
+    def slow_steps(name: str, done: int) -> None:  # tasks are pickled: log to a file
+        with open(log, "a") as f:
+            f.write(f"{name} {time.monotonic()}\n")
+        time.sleep(0.5)  # room for the other thread's run to interleave, were it allowed to
+
     with dask_client("local", threads_per_worker=2) as c:
         [out] = finetune_distributed(c, str(tmp_path / "dist.zarr"),
-                                     [("test_efficientnet", "imagefolder", config)], str(images))
+                                     [("test_efficientnet", "imagefolder", config)], str(images),
+                                     on_step=slow_steps)
+    steps = [line.rsplit(" ", 1) for line in log.read_text().splitlines()]
+    order = [name.split("_")[0] for name, _ in sorted(steps, key=lambda t: float(t[1]))]
+    assert len(order) == 6 and order[4:] == ["final", "final"]
+    assert order[0] == order[1] and order[2] == order[3] and order[0] != order[2]
     before = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)  # one run at a time with every core, as above
     try:
@@ -284,3 +299,38 @@ def test_finetune_points_in_threads_of_one_process_match_the_sequential_run(
         [p["val_metric"] for p in seq.row["val_curve"]]
     assert [p["final_train_loss"] for p in out.row["val_curve"]] == \
         [p["final_train_loss"] for p in seq.row["val_curve"]]
+
+
+def test_a_failed_share_leaves_only_its_chunks_pending(imagefolder: Path, tmp_path: Path) -> None:
+    """A coordinator whose fan-out dies after one worker's share leaves an in-progress entry
+    with exactly that share done; a rerun computes only the rest. A worker with other options
+    than the coordinator's is refused instead of writing chunks of another computation."""
+    from featurestore.datasets import get_dataset
+    from featurestore.errors import FeatureStoreError
+    from featurestore.extract import extract_chunks, extract_entry
+    from featurestore_app.distributed import chunk_ranges
+
+    opts = {"weights": "random", "batch_size": 4, "chunk_batches": 1}
+    ds = get_dataset("imagefolder", imagefolder)
+    fs = FeatureStore(str(tmp_path / "s.zarr"))
+    seen: dict[str, list[int]] = {}
+
+    def first_share_then_die(path: str, pending: dict[str, list[int]]) -> int:
+        seen.update(pending)
+        first = chunk_ranges(pending, 2)[0]
+        with pytest.raises(FeatureStoreError, match="another computation"):
+            extract_chunks(fs, path, FAST_CKPT, ds, first, weights="random", batch_size=8,
+                           chunk_batches=1)
+        extract_chunks(fs, path, FAST_CKPT, ds, first, **opts)
+        raise RuntimeError("coordinator lost its cluster")
+
+    with pytest.raises(RuntimeError, match="lost its cluster"):
+        extract_entry(fs, FAST_CKPT, ds, progress=False, fan_out=first_share_then_die, **opts)
+    assert not fs.has_complete(FAST_CKPT, "imagefolder")
+    rerun = extract_entry(fs, FAST_CKPT, ds, progress=False, num_workers=0, **opts)
+    assert rerun.status == "resumed"
+    first = chunk_ranges(seen, 2)[0]
+    rows_first = sum(min(rerun.splits[s], 4 * (k + 1)) - 4 * k
+                     for s, ks in first.items() for k in ks)
+    assert 0 < rows_first < 36 and rerun.n_images == 36 - rows_first
+    assert fs.has_complete(FAST_CKPT, "imagefolder")

@@ -20,7 +20,7 @@ import pytest
 
 from probes.analysis import figures as F
 from probes.analysis import tables as T
-from tests.app.conftest import BUDGETS, CKPT, DATASET, K, featurestore_exe
+from tests.app.conftest import BUDGETS, CKPT, DATASET, SUBSET_SEEDS, K, featurestore_exe
 
 pytestmark = pytest.mark.slow  # the jobs (tests/app/conftest.py) take ~40-100 s on 2 busy cores
 
@@ -33,8 +33,11 @@ def store_url(e2e_store: str) -> str:
 def test_every_setting_reaches_the_tables(store_url: str) -> None:
     results = T.load_results(store_url)
     budgets = results["family"].notna() if "family" in results else False
+    # the full-data row of each setting, the k=5 data-size rows (logistic regression at three
+    # subset seeds, fine-tuning and scratch at seed 0)
     assert sorted(results.loc[~budgets, "setting"]) == sorted(
-        ["logreg", "svm", "logreg", "finetune", "scratch", "logreg_aug", "finetune", "scratch"])
+        ["logreg", "svm", "finetune", "scratch", "logreg_aug"]
+        + ["logreg"] * len(SUBSET_SEEDS) + ["finetune", "scratch"])
     wide = T.wide_tables(results)
     for setting in ("logreg", "svm", "logreg_aug", "finetune", "scratch"):
         assert wide[setting].loc[CKPT, DATASET] == pytest.approx(

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 #: Every id the report writes (table4 only once data/paper/table4.csv exists).
 IDS = {"table1", "table2", "table3", "table6", "figure1", "figure2", "figure2_right",
        "figure6", "figure7", "figure8", "figure8_val_curve", "figure9", "figure10", "figure11",
-       "figure16", "figure17", "figure18", "section4_3",
+       "figure16", "figure17", "figure18", "section4_3", "settings_study",
        "transfer_scatter", "transfer_correlations", "transfer_timing"}
 RESULT_COLUMNS = ["ckpt", "dataset", "setting", "n_train"]
 
