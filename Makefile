@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/featurestore demo --store $(STORE)
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The catalog page's test drives a real headless Chromium; install Debian's where we can (root,
 # apt reachable). Best effort: without a browser that one test skips and says why.

@@ -5,8 +5,7 @@ registries, the extraction engine, the Zarr store, the CLI and the HTTP service.
 """
 
 from featurestore.errors import FeatureStoreError
-
-__version__ = "0.1.0"
+from featurestore.version import __version__
 
 __all__ = ["FeatureStore", "FeatureStoreError", "__version__"]
 

@@ -13,29 +13,20 @@ recomputed after a crash is bit-identical to the one an uninterrupted run writes
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
-import os
 import queue
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2 as T
 
 from featurestore.checkpoints import LoadedCheckpoint, load_checkpoint, penultimate_features
 from featurestore.datasets import Dataset
-from featurestore.datasets.base import SplitData, set_max_pixels
+from featurestore.datasets.base import SplitData
 from featurestore.device import resolve_device
 from featurestore.errors import (
     CorruptImageError,
@@ -43,44 +34,13 @@ from featurestore.errors import (
     FeatureStoreError,
     NonFiniteFeaturesError,
 )
+from featurestore.image_batches import default_workers, image_loader, preprocess_transform
 from featurestore.store import EntryWriter, FeatureStore, SplitPlan, integrity
 from featurestore.store.writer import chunk_rows_for
 
 DEFAULT_BATCH_SIZE = 64
 #: Row chunk = this many batches: the unit of resumption and of Zarr storage.
 BATCHES_PER_CHUNK = 16
-
-
-def preprocess_transform(ckpt: LoadedCheckpoint) -> T.Compose:
-    """The paper's preprocessing up to normalisation: the whole image resized to the checkpoint's
-    ImageNet input size (no crop, aspect ratio not kept), as uint8 CHW."""
-    interp = InterpolationMode(ckpt.data_config.get("interpolation", "bilinear"))
-    return T.Compose([T.Resize(ckpt.input_size, interpolation=interp, antialias=True),
-                      T.PILToTensor()])
-
-
-class _ImageSplit(TorchDataset):
-    """Decodes samples in DataLoader workers; decode errors travel back as strings so the main
-    process can raise one clean :class:`CorruptImageError` naming the file."""
-
-    def __init__(self, dataset: Dataset, ids: Sequence[str], transform: T.Compose) -> None:
-        self.dataset, self.ids, self.transform = dataset, list(ids), transform
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str | None]:
-        try:
-            return self.transform(self.dataset.read(self.ids[i])), i, None
-        except CorruptImageError as e:
-            return None, i, str(e)
-
-
-def _collate(batch: list[tuple[torch.Tensor | None, int, str | None]]) -> Any:
-    errors = [e for _, _, e in batch if e is not None]
-    if errors:
-        return None, [i for _, i, _ in batch], errors
-    return torch.stack([x for x, _, _ in batch]), [i for _, i, _ in batch], []
 
 
 @dataclass
@@ -148,10 +108,6 @@ def _logits_dim(loaded: LoadedCheckpoint) -> int:
     return n
 
 
-def default_workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
-
-
 def check_splits(dataset: Dataset) -> dict[str, SplitData]:
     """Every split of ``dataset``, or :class:`EmptySplitError` with the counts when one would be
     empty (e.g. one train image per class leaves the derived val split empty): an empty split can
@@ -165,26 +121,6 @@ def check_splits(dataset: Dataset) -> dict[str, SplitData]:
             f"images); add images (at least 2 per class in train when val is derived from it)"
         )
     return splits
-
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _worker_init(parent_pid: int, max_pixels: int | None, worker_id: int) -> None:
-    """Run in each DataLoader worker: die with the extracting process, even on ``kill -9``.
-
-    Linux delivers SIGKILL to the worker when its parent dies (``PR_SET_PDEATHSIG``); if the parent
-    is already gone by the time this runs, the worker exits now. Also re-applies the
-    ``--max-pixels`` limit, which a worker started by ``spawn`` would not inherit.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:
-        os._exit(0)
-    if max_pixels is not None:
-        set_max_pixels(max_pixels)
 
 
 @contextlib.contextmanager
@@ -330,17 +266,9 @@ def _extract_pending(
             if not pending:
                 continue
             sd = job.splits[plan.name]
-            loader = DataLoader(
-                _ImageSplit(job.dataset, sd.ids, transform),
-                batch_sampler=list(_batches(plan, pending, batch_size)),
-                num_workers=workers,
-                collate_fn=_collate,
-                pin_memory=dev.type == "cuda",
-                prefetch_factor=4 if workers else None,
-                persistent_workers=False,
-                worker_init_fn=functools.partial(
-                    _worker_init, os.getpid(), Image.MAX_IMAGE_PIXELS) if workers else None,
-            )
+            loader = image_loader(job.dataset, sd.ids, transform,
+                                  list(_batches(plan, pending, batch_size)), workers,
+                                  pin_memory=dev.type == "cuda")
             n_todo = sum(plan.rows(k).stop - plan.rows(k).start for k in pending)
             n_done += _run_split(
                 model, loader, plan, pending, sd.ids, sd.labels, mean, std, dev,

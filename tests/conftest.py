@@ -43,3 +43,13 @@ def imagefolder(tmp_path: Path) -> Path:
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
     return str(tmp_path / "store.zarr")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``make test`` runs ``pytest -n 2 --dist loadgroup``: each test file is one group, so its
+    module-scoped fixtures (extracted stores) are built once, on one worker; files that share a
+    session fixture name a common ``xdist_group`` themselves. Runs before xdist reads the marks."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -9,6 +9,7 @@ names each tree (``extract --name NAME``, :meth:`ImageFolder.named`) to keep bot
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,17 +80,16 @@ class ImageFolder(Dataset):
         self._all_splits()
         return list(self._classes)
 
-    def named(self, name: str) -> ImageFolder:
+    def named(self, name: str, *, registered: Collection[str]) -> ImageFolder:
         """Store this tree's features under ``name`` instead of ``imagefolder`` (so several
-        trees live side by side in one store). Registered dataset names are refused: an entry
-        called ``digits`` that is not digits would mislead every later reader."""
-        from featurestore.datasets import REGISTRY
-
+        trees live side by side in one store). Registered dataset names (``registered``, the
+        caller's registry: the registry imports this module, so it is handed in) are refused:
+        an entry called ``digits`` that is not digits would mislead every later reader."""
         if not _NAME.match(name):
             raise DatasetRootError(
                 f"--name {name!r}: use letters, digits and _ . + - (at most 64, not starting "
                 "with a dot)")
-        if name in REGISTRY and name != "imagefolder":
+        if name in registered and name != "imagefolder":
             raise DatasetRootError(
                 f"--name {name!r} is a registered dataset; choose another name for this tree")
         self.name = name  # type: ignore[misc]  # shadows the class default for this tree

@@ -66,10 +66,10 @@ def library_versions() -> dict[str, str]:
     import timm
     import torch
 
-    import featurestore
+    from featurestore.version import __version__
 
     return {
-        "featurestore": featurestore.__version__,
+        "featurestore": __version__,
         "torch": torch.__version__,
         "timm": timm.__version__,
         "numpy": np.__version__,

@@ -36,8 +36,9 @@ def check_local(root: Path, *, create: bool) -> None:
     if not create:
         raise StoreLocationError(f"{root} is a directory but not a feature store (no zarr.json)")
     # Zarr writes zarr.json through a temporary ``zarr.<uuid>.partial``: a directory holding only
-    # that is a store another process is creating right now, not someone's files.
-    if any(not (p.name.startswith("zarr.") and p.name.endswith(".partial"))
+    # that (or, a moment later, the zarr.json it became) is a store another process is creating
+    # right now, not someone's files.
+    if any(p.name != _ZARR_JSON and not (p.name.startswith("zarr.") and p.name.endswith(".partial"))
            for p in root.iterdir()):
         raise StoreLocationError(
             f"{root} is a non-empty directory that is not a feature store; refusing to create a "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import zarr
@@ -26,8 +26,19 @@ from featurestore.errors import DamagedEntryError
 from featurestore.store.integrity import WRITE_CONFIG, checksum_codecs
 from featurestore.store.layout import ATTR, COMPLETE, FORMAT_VERSION, IN_PROGRESS, STAGING_SUFFIX
 
-if TYPE_CHECKING:
-    from featurestore.store.catalog import FeatureStore
+
+class _Store(Protocol):
+    """What a writer needs of its store. The store hands itself in
+    (``FeatureStore.writing``), so the writer names only these four members and the catalog
+    stays the one module that knows both."""
+
+    root: zarr.Group
+
+    def has_complete(self, ckpt: str, dataset: str) -> bool: ...
+
+    def _delete(self, path: str) -> None: ...
+
+    def _move(self, src: str, dst: str) -> None: ...
 
 
 def chunk_rows_for(n: int, batch_size: int, max_rows: int) -> int:
@@ -81,7 +92,7 @@ class EntryWriter:
     """
 
     def __init__(
-        self, store: FeatureStore, ckpt: str, dataset: str, force: bool, repair: bool = False
+        self, store: _Store, ckpt: str, dataset: str, force: bool, repair: bool = False
     ) -> None:
         self.store = store
         self.ckpt, self.dataset = ckpt, dataset

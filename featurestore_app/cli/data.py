@@ -94,6 +94,7 @@ def extract(
         for d in expand_datasets(dataset)
     ]
     if name is not None:
+        from featurestore.datasets import REGISTRY
         from featurestore.datasets.imagefolder import ImageFolder
 
         if len(datasets) != 1 or not isinstance(datasets[0], ImageFolder):
@@ -101,7 +102,7 @@ def extract(
                                     "--dataset imagefolder alone")
         if scheduler:
             raise FeatureStoreError("--name is not supported with --scheduler; run without it")
-        datasets[0].named(name)
+        datasets[0].named(name, registered=REGISTRY)
     # Everything a user can get wrong fails here, as one line, before a store is created.
     from featurestore.datasets.base import set_max_pixels
     from featurestore.device import resolve_device

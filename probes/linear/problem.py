@@ -10,16 +10,13 @@ exactly by :meth:`Problem.refresh` (float32 increments drift).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 
 from probes.linear.basis import Basis
+from probes.linear.curvature import Curvature
 from probes.linear.losses import Loss
 from probes.linear.threads import Threads
-
-if TYPE_CHECKING:
-    from probes.linear.preconditioner import Curvature
 
 Tensor = torch.Tensor
 #: Inner product of two parameter matrices: one value ``[1]`` for joint problems, one per

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -20,11 +20,18 @@ from probes.errors import ProbeInputError
 from probes.linear.basis import Basis
 from probes.linear.threads import Threads
 
-if TYPE_CHECKING:
-    from probes.linear.estimators import LinearProbeBase
-
 #: What the targets are: class labels (2 or more classes) or a 0/1 label matrix.
 Mode = Literal["multiclass", "binary", "multilabel"]
+
+
+class _FittedProbe(Protocol):
+    """What the val checks need of the estimator (``LinearProbeBase``, which calls them): its
+    fitted classes and its feature-scale check. A protocol, so the estimator module imports this
+    one and not the other way round."""
+
+    classes_: np.ndarray
+
+    def _check_scale(self, X: np.ndarray, n_rows: int, what: str = "features") -> None: ...
 
 __all__ = ["ValScorer", "check_grid", "check_metric", "validate_val"]
 
@@ -48,7 +55,7 @@ def check_grid(params: Sequence[float] | np.ndarray, param_name: str) -> np.ndar
     return grid
 
 
-def validate_val(est: LinearProbeBase, X_val: Any, y_val: Any, mode: Mode, n_train: int
+def validate_val(est: _FittedProbe, X_val: Any, y_val: Any, mode: Mode, n_train: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Check the val split against the estimator fitted to the train split's shape."""
     try:

@@ -17,8 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from probes.analysis.figures import TEMPLATE, _color, _logit_axis, empty_figure
-from probes.analysis.tables import dataset_label, setting_label
+from probes.analysis.figure_parts import TEMPLATE, _color, _logit_axis, empty_figure
+from probes.analysis.names import dataset_label, setting_label
 
 __all__ = ["fig_estimate_vs_measured", "fig_timing"]
 

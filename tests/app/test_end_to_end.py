@@ -22,7 +22,8 @@ from probes.analysis import figures as F
 from probes.analysis import tables as T
 from tests.app.conftest import BUDGETS, CKPT, DATASET, SUBSET_SEEDS, K, featurestore_exe
 
-pytestmark = pytest.mark.slow  # the jobs (tests/app/conftest.py) take ~40-100 s on 2 busy cores
+# the jobs (tests/app/conftest.py) take ~40-100 s on 2 busy cores; one worker builds them for all
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e_store")]
 
 
 @pytest.fixture(scope="module")

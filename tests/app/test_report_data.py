@@ -18,7 +18,8 @@ import pytest
 from probes.analysis import paper
 from tests.app.conftest import BUDGETS, CKPT, DATASET, K, featurestore_exe
 
-pytestmark = pytest.mark.slow
+# one worker builds the shared end-to-end store (tests/app/conftest.py) for all its readers
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e_store")]
 
 #: Every id the report writes (table4 only once data/paper/table4.csv exists).
 IDS = {"table1", "table2", "table3", "table6", "figure1", "figure2", "figure2_right",

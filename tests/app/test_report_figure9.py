@@ -12,7 +12,8 @@ import pytest
 
 from tests.app.conftest import CKPT, DATASET, SUBSET_SEEDS, K, featurestore_exe
 
-pytestmark = pytest.mark.slow  # the end-to-end jobs (tests/app/conftest.py) run first
+# the end-to-end jobs (tests/app/conftest.py) run first, on the worker that holds their store
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e_store")]
 
 
 def test_one_command_writes_one_row_per_subset_seed(e2e_store: str) -> None:
