@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,24 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FAST_CKPT = "test_convnext"  # the fastest tiny timm model on this CPU (~200 img/s at 160 px)
+
+
+#: The installed command, as a user runs it (error paths are tested through it).
+FEATURESTORE = str(Path(sys.executable).with_name("featurestore"))
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FEATURESTORE, *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=300)
+
+
+def one_error_line(p: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a failed command (asserts there is exactly one, no traceback)."""
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    return lines[0]
 
 
 def write_imagefolder(

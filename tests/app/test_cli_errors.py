@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,23 +20,14 @@ import psutil
 import pytest
 
 from featurestore.store import FeatureStore, swap
-from tests.conftest import FAST_CKPT, write_imagefolder
-
-FEATURESTORE = str(Path(sys.executable).with_name("featurestore"))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FEATURESTORE, *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=300)
-
-
-def one_error_line(p: subprocess.CompletedProcess[str]) -> str:
-    """The single stderr line of a failed command (asserts there is exactly one, no traceback)."""
-    assert "Traceback" not in p.stderr, p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
-    return lines[0]
+from tests.conftest import (
+    ENV,
+    FAST_CKPT,
+    FEATURESTORE,
+    one_error_line,
+    run_cli,
+    write_imagefolder,
+)
 
 
 def extract_args(data_root: Path, store: Path | str, *extra: str) -> list[str]:

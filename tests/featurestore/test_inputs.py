@@ -6,10 +6,7 @@ afterwards (features equal to a reference, or no complete entry).
 
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -17,23 +14,12 @@ import numpy as np
 from PIL import Image
 
 from featurestore.store import FeatureStore
-from tests.conftest import FAST_CKPT, write_imagefolder
-
-FEATURESTORE = str(Path(sys.executable).with_name("featurestore"))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FEATURESTORE, *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=300)
-
-
-def one_error_line(p: subprocess.CompletedProcess[str]) -> str:
-    """The single stderr line of a failed command (asserts there is exactly one, no traceback)."""
-    assert "Traceback" not in p.stderr, p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
-    return lines[0]
+from tests.conftest import (
+    FAST_CKPT,
+    one_error_line,
+    run_cli,
+    write_imagefolder,
+)
 
 
 def extract_args(data_root: Path, store: Path, *extra: str) -> list[str]:
