@@ -7,7 +7,7 @@ computes it from a problem: the types sit where both can import them one way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,15 +36,22 @@ class ClassCurvature:
 
     a: Tensor  # [C]
     qmat: Tensor  # [C, C]
+    # the last (var_ext, alpha, denominator): a path applies one model at one alpha many times
+    _denom: list[tuple[Tensor, float, Tensor]] = field(default_factory=list, compare=False,
+                                                       repr=False)
 
     def solve(self, q: Tensor, var_ext: Tensor, alpha: float) -> Tensor:
         """``H^-1 q`` for ``H ~ A (x) diag(var) + alpha I``:
         ``((q Q) / (var a^T + alpha)) Q^T``. The bias row (unpenalised) gets a small
         damping instead of ``alpha``."""
-        denom = var_ext[:, None] * self.a[None, :]
-        denom[:-1] += alpha
-        denom[-1] += 1e-3 * self.a.max()
-        return ((q @ self.qmat) / denom) @ self.qmat.T
+        if self._denom and self._denom[0][0] is var_ext and self._denom[0][1] == alpha:
+            denom = self._denom[0][2]
+        else:
+            denom = var_ext[:, None] * self.a[None, :]
+            denom[:-1] += alpha
+            denom[-1] += 1e-3 * self.a.max()
+            self._denom[:] = [(var_ext, alpha, denom)]
+        return (q @ self.qmat).div_(denom) @ self.qmat.T
 
 
 Curvature = ColumnCurvature | ClassCurvature

@@ -44,13 +44,6 @@ __all__ = ["LBFGSMemory", "SolveInfo", "solve", "two_loop"]
 CURVATURE_MAX_AGE = 10
 
 
-def _penalised(v: Tensor) -> Tensor:
-    """``v`` with its bias row zeroed (the bias is never penalised)."""
-    out = v.clone()
-    out[-1] = 0
-    return out
-
-
 class LBFGSMemory:
     """Curvature pairs kept across the regularisation path.
 
@@ -66,9 +59,14 @@ class LBFGSMemory:
         self.y: list[Tensor] = []
         self.rho: list[Tensor] = []
         self.alpha: float | None = None
+        # y.H0.y of each pair for the initial matrix H0 = precond, which the two-loop needs for
+        # its scaling: one preconditioner solve saved per direction (cached per ``precond_key``)
+        self.yhy: list[Tensor | None] = []
+        self.yhy_key: object = None
 
     def _y_rho(self, s: Tensor, yd: Tensor, alpha: float, dot: Dot) -> tuple[Tensor, Tensor]:
-        y = yd + alpha * _penalised(s)
+        y = yd.clone()
+        y[:-1].add_(s[:-1], alpha=alpha)  # the bias row is not penalised
         sy = dot(s, y)
         rho = torch.where(sy > 0, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
         return y, rho
@@ -80,6 +78,7 @@ class LBFGSMemory:
         pairs = [self._y_rho(s, yd, alpha, dot) for s, yd in zip(self.s, self.yd, strict=True)]
         self.y = [p[0] for p in pairs]
         self.rho = [p[1] for p in pairs]
+        self.yhy = [None] * len(self.y)
         self.alpha = alpha
 
     def push(self, s: Tensor, yd: Tensor, alpha: float, dot: Dot) -> None:
@@ -87,14 +86,29 @@ class LBFGSMemory:
         ``size``."""
         self.retarget(alpha, dot)
         y, rho = self._y_rho(s, yd, alpha, dot)
-        for lst, v in ((self.s, s), (self.yd, yd), (self.y, y), (self.rho, rho)):
-            lst.append(v)
+        for lst, v in ((self.s, s), (self.yd, yd), (self.y, y), (self.rho, rho),
+                       (self.yhy, None)):
+            lst.append(v)  # type: ignore[arg-type]
             if len(lst) > self.size:
                 lst.pop(0)
 
+    def y_h0_y(self, i: int, precond: Callable[[Tensor], Tensor], dot: Dot,
+               key: object) -> Tensor:
+        """``y_i . precond(y_i)``, cached until ``alpha`` or the preconditioner (``key``,
+        compared by identity) changes."""
+        if key is None or key is not self.yhy_key:
+            self.yhy = [None] * len(self.y)
+            self.yhy_key = key
+        val = self.yhy[i]
+        if val is None:
+            val = dot(self.y[i], precond(self.y[i]))
+            if key is not None:
+                self.yhy[i] = val
+        return val
+
     def clear(self) -> None:
         """Forget every pair (after a direction that was not one of descent)."""
-        for lst in (self.s, self.yd, self.y, self.rho):
+        for lst in (self.s, self.yd, self.y, self.rho, self.yhy):
             lst.clear()
 
     def __len__(self) -> int:
@@ -112,30 +126,35 @@ class SolveInfo:
 
 
 def two_loop(
-    g: Tensor, memory: LBFGSMemory, precond: Callable[[Tensor], Tensor], dot: Dot
+    g: Tensor, memory: LBFGSMemory, precond: Callable[[Tensor], Tensor], dot: Dot,
+    precond_key: object = None,
 ) -> Tensor:
     """L-BFGS two-loop recursion ``H g`` with initial matrix ``gamma * precond``.
 
     ``dot`` returns one inner product per column when the problem is column-wise, so the
-    same code runs C independent L-BFGS recursions at once.
+    same code runs C independent L-BFGS recursions at once. ``precond_key`` (any object
+    that changes, by identity, whenever ``precond`` does; e.g. the curvature model) lets the
+    memory cache the ``y.precond(y)`` of the scaling ``gamma``.
     """
     q = g.clone()
     coefs = []
     for s, y, rho in zip(reversed(memory.s), reversed(memory.y), reversed(memory.rho),
                          strict=True):
         a_i = rho * dot(s, q)
-        q -= a_i * y
+        q.addcmul_(y, a_i, value=-1)  # in place: no [r + 1, C] temporary per pair
         coefs.append(a_i)
     r = precond(q)
     # scale H0 by s.y / y.H0.y of the newest pair (the standard L-BFGS scaling; with a good
     # preconditioner it stays close to 1). Per column, the newest pair in which the column
     # moved: frozen columns contribute s = y = 0 to later pairs.
     gamma, have = None, None
-    for y, rho in zip(reversed(memory.y), reversed(memory.rho), strict=True):
+    for i in range(len(memory.y) - 1, -1, -1):
+        rho = memory.rho[i]
         need = rho > 0 if have is None else (rho > 0) & ~have
         if not bool(need.any()):
             continue
-        g_i = (1.0 / rho.clamp_min(1e-30)) / dot(y, precond(y)).clamp_min(1e-30)
+        yhy = memory.y_h0_y(i, precond, dot, precond_key)
+        g_i = (1.0 / rho.clamp_min(1e-30)) / yhy.clamp_min(1e-30)
         gamma = torch.where(need, g_i, torch.ones_like(g_i) if gamma is None else gamma)
         have = need if have is None else have | need
         if bool(have.all()):
@@ -143,7 +162,7 @@ def two_loop(
     if gamma is not None:
         r *= gamma.clamp(1e-3, 1e3)
     for s, y, rho, a_i in zip(memory.s, memory.y, memory.rho, reversed(coefs), strict=True):
-        r += s * (a_i - rho * dot(y, r))
+        r.addcmul_(s, a_i - rho * dot(y, r))
     return r
 
 
@@ -268,7 +287,8 @@ def _direction(prob: Problem, memory: LBFGSMemory, g: Tensor, var_ext: Tensor,
         return curv.solve(q, var_ext, alpha)
 
     dot = prob.dot
-    d = -two_loop(g, memory, precond, dot)
+    # the cache key: a new curvature model is a new object, a new alpha retargets the memory
+    d = -two_loop(g, memory, precond, dot, precond_key=curv)
     g0d = dot(g, d)
     if bool((~(g0d < 0) & (g0d != 0) & ~finished).any()):
         # not a descent direction (stale memory after a change of problem): restart
@@ -297,7 +317,8 @@ def _advance(prob: Problem, memory: LBFGSMemory, d: Tensor, cols: Tensor | None,
     """Move ``theta`` by ``t d``, take the new data gradient (the second GEMM) and push the
     curvature pair into the memory."""
     res = prob.loss.accept()
-    gdata_new = prob.gdata.clone()
+    # every row is rewritten when all columns move; only some otherwise
+    gdata_new = torch.empty_like(prob.gdata) if cols is None else prob.gdata.clone()
     if cols is None:
         delta = d * step.t
         prob.data_loss = prob.data_loss + step.df_data

@@ -56,41 +56,62 @@ class Loss(Protocol):
 
 
 class MultinomialLoss:
-    """Softmax cross-entropy; one joint problem over all classes."""
+    """Softmax cross-entropy; one joint problem over all classes.
+
+    ``y_onehot`` is ``[N, C]`` one-hot. Each line-search trial is a few elementwise passes over
+    the ``N x C`` logits, on one CPU thread, once per trial: they are what a path costs beyond
+    its GEMMs, so the passes are counted (one ``exp``; the label terms are gathers, not
+    products with the one-hot matrix; what depends only on the direction is computed once
+    per search).
+    """
 
     columnwise = False
 
     def __init__(self, y_onehot: Tensor) -> None:
         self.y = y_onehot
         self.n = y_onehot.shape[0]
+        self.labels = y_onehot.argmax(1, keepdim=True)  # [N, 1]
         self.scale = 1.0 / y_onehot.shape[1]  # class curvature p(1 - p) at p = 1/C, roughly
+        self._dir: tuple[Tensor, Tensor, Tensor] | None = None
 
     @staticmethod
     def _eval(z: Tensor) -> tuple[Tensor, Tensor]:
-        lse = torch.logsumexp(z, dim=1)
-        return lse, torch.exp(z - lse[:, None])
+        """``(logsumexp(z), softmax(z))`` row-wise with one ``exp`` (``torch.logsumexp``
+        followed by ``torch.softmax`` would take two)."""
+        m = z.amax(1, keepdim=True)
+        e = torch.exp(z - m)
+        s = e.sum(1, keepdim=True)
+        return (m + torch.log(s)).squeeze(1), e.div_(s)
 
     def start(self, z: Tensor) -> Tensor:
         self.z = z
         self.lse, self.p = self._eval(z)
-        return ((self.lse - (z * self.y).sum(1)).sum() / self.n).reshape(1)
+        self._dir = None
+        zy = z.gather(1, self.labels).squeeze(1)
+        return ((self.lse - zy).sum() / self.n).reshape(1)
+
+    def _direction_terms(self, dz: Tensor) -> tuple[Tensor, Tensor]:
+        """``dz`` at the labels and ``dz**2``: fixed along one search, computed once."""
+        if self._dir is None or self._dir[0] is not dz:
+            self._dir = (dz, dz.gather(1, self.labels).squeeze(1), dz * dz)
+        return self._dir[1], self._dir[2]
 
     def line(self, dz: Tensor, t: Tensor, cols: Tensor | None = None
              ) -> tuple[Tensor, Tensor, Tensor]:
         zt = torch.addcmul(self.z, dz, t)  # t is a 1-element tensor: broadcast
         lse, p = self._eval(zt)
-        dzy = (dz * self.y).sum(1)
+        dzy, dz2 = self._direction_terms(dz)
         # per-example differences keep float32 precision near convergence
         df = ((lse - self.lse) - t * dzy).sum() / self.n
-        pd = p * dz
-        spd = pd.sum(1)
+        spd = (p * dz).sum(1)
         d1 = (spd - dzy).sum() / self.n
-        d2 = ((pd * dz).sum(1) - spd * spd).sum() / self.n
+        d2 = ((p * dz2).sum(1) - spd * spd).sum() / self.n
         self._cand = (zt, lse, p)
         return df.reshape(1), d1.reshape(1), d2.reshape(1)
 
     def accept(self) -> Tensor:
         self.z, self.lse, self.p = self._cand
+        self._dir = None
         return self.residual()
 
     def residual(self) -> Tensor:

