@@ -114,7 +114,7 @@ def bench_extract(args: argparse.Namespace, tmp: Path) -> dict[int, float]:
         url = str(tmp / f"extract_{n}.zarr")
         out[n] = on_workers(n, lambda c, url=url, n=n: extract_entry_distributed(
             c, url, args.ckpt, "imagefolder", str(images), parts=n, batch_size=args.batch_size,
-            chunk_batches=1, weights=args.weights), args.ckpt, args.weights)
+            chunk_batches=1, weights=args.weights, torch_threads=1), args.ckpt, args.weights)
     return out
 
 
@@ -122,7 +122,8 @@ def bench_sweep_workers(url: str, names: list[str]) -> dict[int, float]:
     from featurestore_app.distributed import sweep_distributed
 
     return {n: on_workers(n, lambda c: sweep_distributed(c, url, names, None, ["logreg"],
-                                                         device="cpu", force=True))
+                                                         device="cpu", force=True,
+                                                         torch_threads=1))
             for n in (1, 2)}
 
 

@@ -118,10 +118,12 @@ def torch_threads_for(host_task_threads: dict[str, int]) -> int:
     return max(1, cores // max(1, host_task_threads.get(host, 1)))
 
 
-def _set_threads(host_task_threads: dict[str, int]) -> None:
+def _set_threads(threads: dict[str, int] | int) -> None:
+    """torch's thread count for a task: fixed (an int), or shared out from the host's cores
+    (task threads per host, see :func:`torch_threads_for`)."""
     import torch
 
-    n = torch_threads_for(host_task_threads)
+    n = threads if isinstance(threads, int) else torch_threads_for(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
@@ -205,7 +207,7 @@ def chunk_ranges(pending: dict[str, list[int]], parts: int) -> list[dict[str, li
 
 def _chunks_job(store_url: str, path: str, ckpt: str, dataset: str, data_root: str | None,
                 chunks: dict[str, list[int]], options: dict[str, Any],
-                threads: dict[str, int]) -> int:
+                threads: dict[str, int] | int) -> int:
     """Runs on a worker: one range of one entry's row chunks (no lock: the coordinator holds it)."""
     from featurestore.datasets import get_dataset
     from featurestore.extract import extract_chunks
@@ -221,7 +223,7 @@ _CHUNK_OPTIONS = ("weights", "batch_size", "device", "seed", "chunk_batches")
 
 def extract_entry_distributed(
     client: Any, store_url: str, ckpt: str, dataset: str, data_root: str | None = None,
-    *, parts: int | None = None, **options: Any,
+    *, parts: int | None = None, torch_threads: int | None = None, **options: Any,
 ) -> EntryReport:
     """One entry split by row-chunk ranges over the cluster's workers.
 
@@ -229,13 +231,16 @@ def extract_entry_distributed(
     ranges (default: one per task thread of the cluster) are computed by workers, each writing
     only its chunks and their ``done`` flags. A failed share leaves its unfinished chunks pending,
     so a rerun resumes exactly those. Byte-identical to a single-process extraction.
+    ``torch_threads`` fixes each task's torch thread count (default: the host's cores shared
+    among its task threads).
     """
     from featurestore.datasets import get_dataset
     from featurestore.extract import extract_entry
     from featurestore.store import FeatureStore
 
-    threads = host_threads(client)
-    n_parts = parts or sum(threads.values())
+    host = host_threads(client)
+    n_parts = parts or sum(host.values())
+    threads: dict[str, int] | int = torch_threads or host
     chunk_opts = {k: options[k] for k in _CHUNK_OPTIONS if k in options}
     chunk_opts["num_workers"] = 0  # decode inside the dask worker: no nested processes
     gpu = {GPU_RESOURCE: 1} if _wants_gpu(client, options.get("device", "auto")) else None
@@ -255,7 +260,7 @@ def extract_entry_distributed(
 
 # ---------------------------------------------------------------------------- probe sweeps
 def _probe_job(store_url: str, ckpt: str, dataset: str, solver: str, device: str,
-               force: bool, threads: dict[str, int]) -> Any:
+               force: bool, threads: dict[str, int] | int) -> Any:
     from featurestore.store import FeatureStore
     from probes.linear.sweep import run_probe
 
@@ -266,16 +271,19 @@ def _probe_job(store_url: str, ckpt: str, dataset: str, solver: str, device: str
 def sweep_distributed(
     client: Any, store_url: str, ckpts: list[str] | None, datasets: list[str] | None,
     solvers: list[str], *, device: str = "auto", force: bool = False,
-    on_result: Callable[[Any], None] | None = None,
+    on_result: Callable[[Any], None] | None = None, torch_threads: int | None = None,
 ) -> list[Any]:
-    """One probe job per complete entry x solver, spread over the cluster's workers."""
+    """One probe job per complete entry x solver, spread over the cluster's workers.
+
+    ``torch_threads`` fixes each job's torch thread count (default: the host's cores shared
+    among its task threads, so side-by-side jobs use every core without oversubscribing)."""
     from dask.distributed import as_completed
 
     from featurestore.store import FeatureStore
 
     entries = [e for e in FeatureStore(store_url, read_only=True).entries()
                if (not ckpts or e.ckpt in ckpts) and (not datasets or e.dataset in datasets)]
-    threads = host_threads(client)
+    threads: dict[str, int] | int = torch_threads or host_threads(client)
     gpu = {GPU_RESOURCE: 1} if _wants_gpu(client, device) else None
     futures = [client.submit(_probe_job, store_url, e.ckpt, e.dataset, s, device, force, threads,
                              pure=False, resources=gpu)

@@ -334,3 +334,25 @@ def test_a_failed_share_leaves_only_its_chunks_pending(imagefolder: Path, tmp_pa
                      for s, ks in first.items() for k in ks)
     assert 0 < rows_first < 36 and rerun.n_images == 36 - rows_first
     assert fs.has_complete(FAST_CKPT, "imagefolder")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to tell the counts apart")
+def test_jobs_share_the_hosts_cores_unless_the_thread_count_is_fixed() -> None:
+    """On a lone one-thread worker a job's torch threads are the host's cores; a fixed count
+    (``torch_threads=1``: the benchmark's one-thread-per-worker baseline) pins them. Checked
+    inside a task: torch's thread count belongs to the thread that sets it."""
+    import torch
+    from dask.distributed import Client, LocalCluster
+
+    from featurestore_app.distributed import _set_threads, host_threads
+
+    def job(threads: dict[str, int] | int) -> int:
+        _set_threads(threads)
+        return torch.get_num_threads()
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
+        shared = host_threads(c)
+        assert sum(shared.values()) == 1
+        assert c.submit(job, shared, pure=False).result() == os.cpu_count()
+        assert c.submit(job, 1, pure=False).result() == 1
