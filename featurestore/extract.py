@@ -35,6 +35,7 @@ from featurestore.errors import (
     NonFiniteFeaturesError,
 )
 from featurestore.image_batches import default_workers, image_loader, preprocess_transform
+from featurestore.jpeg_decode import choose_decoder, decode_batches, decoder_provenance, jpeg_loader
 from featurestore.store import EntryWriter, FeatureStore, SplitPlan, integrity
 from featurestore.store.writer import chunk_rows_for
 
@@ -150,11 +151,14 @@ class _EntryJob:
     #: What a resumed or repaired chunk must share with the chunks already written.
     fingerprint: dict[str, Any]
     logits_dim: int = 0
+    #: "pil" or "tensor" (:func:`featurestore.jpeg_decode.choose_decoder`)
+    decoder: str = "pil"
 
 
 def _plan_entry(
     name: str, dataset: Dataset, loaded: LoadedCheckpoint, splits: dict[str, SplitData],
     dev: torch.device, batch_size: int, chunk_batches: int, with_logits: bool,
+    decoder: str = "auto",
 ) -> _EntryJob:
     """The entry's split plans, provenance and fingerprint."""
     # rows per chunk from each split's size (at most chunk_batches whole batches): small
@@ -163,6 +167,7 @@ def _plan_entry(
                   for s, sd in splits.items()}
     label_shape = (dataset.num_classes,) if dataset.multilabel else ()
     logits_dim = _logits_dim(loaded) if with_logits else 0
+    decoder = choose_decoder(dev, decoder)
     plans = [SplitPlan(s, len(sd), loaded.feature_dim, chunk_rows[s], label_shape, logits_dim,
                        difficult=_difficult_mask(dataset, s, sd))
              for s, sd in splits.items()]
@@ -179,6 +184,7 @@ def _plan_entry(
             "device": str(dev),
             "autocast": "bfloat16" if dev.type == "cuda" else None,
             "channels_last": True,
+            "decoder": decoder_provenance(decoder, dev),
         },
     }
     fingerprint = {
@@ -188,12 +194,14 @@ def _plan_entry(
         "chunk_rows": chunk_rows,
         "device_type": dev.type,
         **({"logits_dim": logits_dim} if logits_dim else {}),
+        # chunks of one entry share a decoder (entries begun before this key used PIL)
+        **({"decoder": decoder} if decoder != "pil" else {}),
     }
     if logits_dim:
         provenance["logits"] = {"dim": logits_dim,
                                 "layer": "model.get_classifier() on the stored features"}
     return _EntryJob(name, dataset, loaded, dev, splits, plans, provenance, fingerprint,
-                     logits_dim)
+                     logits_dim, decoder)
 
 
 def _difficult_mask(dataset: Dataset, split: str, sd: SplitData) -> np.ndarray | None:
@@ -266,9 +274,15 @@ def _extract_pending(
             if not pending:
                 continue
             sd = job.splits[plan.name]
-            loader = image_loader(job.dataset, sd.ids, transform,
-                                  list(_batches(plan, pending, batch_size)), workers,
-                                  pin_memory=dev.type == "cuda")
+            batches = list(_batches(plan, pending, batch_size))
+            if job.decoder == "tensor":
+                loader: Any = decode_batches(
+                    jpeg_loader(job.dataset, sd.ids, transform, batches, workers,
+                                pin_memory=dev.type == "cuda"),
+                    job.dataset, sd.ids, loaded, transform, dev)
+            else:
+                loader = image_loader(job.dataset, sd.ids, transform, batches, workers,
+                                      pin_memory=dev.type == "cuda")
             n_todo = sum(plan.rows(k).stop - plan.rows(k).start for k in pending)
             n_done += _run_split(
                 model, loader, plan, pending, sd.ids, sd.labels, mean, std, dev,
@@ -319,6 +333,7 @@ def extract_entry(
     with_logits: bool = False,
     repair: bool = False,
     fan_out: Callable[[str, dict[str, list[int]]], int] | None = None,
+    decoder: str = "auto",
 ) -> EntryReport:
     """Extract every split of ``dataset`` with ``ckpt`` into ``store``.
 
@@ -333,6 +348,8 @@ def extract_entry(
     ``repair`` checks every chunk of a complete entry and recomputes only the damaged or missing
     ones (status ``repaired``, or ``intact`` when there were none), in place and with the same
     batches, so the result is byte-identical to a clean extraction.
+    ``decoder`` (``auto`` | ``pil`` | ``tensor``) decodes JPEG files on the device
+    (:func:`featurestore.jpeg_decode.choose_decoder` has the rule; ``auto``: on CUDA).
     """
     name = ckpt if isinstance(ckpt, str) else ckpt.info.name
     if not force:
@@ -352,7 +369,7 @@ def extract_entry(
     splits = check_splits(dataset)
     loaded = load_checkpoint(ckpt, weights, seed=seed) if isinstance(ckpt, str) else ckpt
     job = _plan_entry(name, dataset, loaded, splits, resolve_device(device), batch_size,
-                      chunk_batches, with_logits)
+                      chunk_batches, with_logits, decoder)
     workers = default_workers() if num_workers is None else num_workers
 
     t0 = time.perf_counter()
@@ -389,6 +406,7 @@ def extract_chunks(
     num_workers: int | None = 0,
     seed: int = 0,
     chunk_batches: int = BATCHES_PER_CHUNK,
+    decoder: str = "auto",
 ) -> int:
     """Compute and write ``chunks`` (row-chunk indices per split) of the entry group at ``path``,
     begun by a coordinator's :func:`extract_entry` (``fan_out``) that holds the entry's lock and
@@ -403,7 +421,7 @@ def extract_chunks(
     splits = check_splits(dataset)
     loaded = load_checkpoint(ckpt, weights, seed=seed)
     job = _plan_entry(ckpt, dataset, loaded, splits, resolve_device(device), batch_size,
-                      chunk_batches, with_logits=False)
+                      chunk_batches, with_logits=False, decoder=decoder)
     writer = EntryWriter(store, ckpt, dataset.name, force=False)
     writer.path, writer.group = path, store.root[path]
     writer.plans = {p.name: p for p in job.plans}
@@ -421,7 +439,7 @@ def extract_chunks(
 
 def _run_split(
     model: torch.nn.Module,
-    loader: DataLoader,
+    loader: DataLoader | Iterator[Any],
     plan: SplitPlan,
     pending: list[int],
     ids: list[str],

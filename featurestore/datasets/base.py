@@ -85,6 +85,11 @@ class Dataset(ABC):
     def read(self, sample_id: str) -> Image.Image:
         """Decode one sample as an RGB PIL image; raise :class:`CorruptImageError` naming it."""
 
+    def file_path(self, sample_id: str) -> Path | None:
+        """The image file :meth:`read` decodes, or None when samples are not files (arrays in
+        memory): extraction may then decode the file's bytes itself (JPEGs on the GPU)."""
+        return None
+
     # -- shared behaviour ---------------------------------------------------------------------
     @property
     def splits(self) -> tuple[str, ...]:

@@ -89,6 +89,9 @@ class _Cifar(PaperDataset):
         train, val = self._holdout(parts["train"])
         return {"train": train, "val": val, "test": parts["test"]}
 
+    def file_path(self, sample_id: str) -> Path | None:
+        return None  # pixels are rows of the pickled batch files, not image files
+
     def read(self, sample_id: str) -> Image.Image:
         file, _, row = sample_id.rpartition(":")
         if file not in (*self.train_files, *self.test_files) or not row.isdigit():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,3 +107,6 @@ class ImageFolder(Dataset):
     def read(self, sample_id: str) -> Image.Image:
         assert self.root is not None
         return open_image(self.root / sample_id)
+
+    def file_path(self, sample_id: str) -> Path | None:
+        return None if self.root is None else self.root / sample_id

@@ -105,6 +105,9 @@ class PaperDataset(Dataset):
     def read(self, sample_id: str) -> Image.Image:
         return open_image(self.data_dir() / sample_id)
 
+    def file_path(self, sample_id: str) -> Path | None:
+        return self.data_dir() / sample_id
+
     def _load_splits(self) -> dict[str, SplitData]:
         splits = self._read_splits(self.data_dir())
         if self.checks_files:

@@ -5,6 +5,8 @@
 - :mod:`~featurestore.store.catalog`: :class:`FeatureStore` (catalog, reads, xarray view);
 - :mod:`~featurestore.store.writer`: :class:`EntryWriter` (chunked, resumable writes);
 - :mod:`~featurestore.store.chunkio`: the fast local read path; :mod:`~.locking`: entry locks.
+- :mod:`~featurestore.store.device_reads`: a split as a torch tensor on a device (straight into
+  GPU memory on CUDA); also :meth:`FeatureStore.load_tensor`.
 """
 
 from featurestore.store.catalog import EntryInfo, FeatureStore

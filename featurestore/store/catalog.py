@@ -298,6 +298,14 @@ class FeatureStore:
         return (self._read_rows([f"{base}/{s}/features" for s in parts], verify),
                 self._read_rows([f"{base}/{s}/labels" for s in parts], verify))
 
+    def load_tensor(self, ckpt: str, dataset: str, split: str, device: str = "auto", *,
+                    verify: bool = True, reader: str = "auto") -> tuple[Any, np.ndarray]:
+        """Like :meth:`load`, but ``X`` is a torch tensor on ``device``: on CUDA read straight
+        into GPU memory (:func:`featurestore.store.device_reads.load_tensor`, which says how)."""
+        from featurestore.store.device_reads import load_tensor
+
+        return load_tensor(self, ckpt, dataset, split, device, verify=verify, reader=reader)
+
     def _read_rows(self, paths: list[str], verify: bool = True) -> np.ndarray:
         """The arrays at ``paths`` stacked along rows, each written once into the result.
 

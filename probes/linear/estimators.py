@@ -27,7 +27,13 @@ from featurestore.device import resolve_device
 from probes import metrics as M
 from probes.errors import ProbeInputError
 from probes.linear.basis import Basis, make_basis
-from probes.linear.feature_scale import check_feature_scale, l2_normalise_np, l2_normalise_t
+from probes.linear.feature_scale import (
+    Features,
+    check_feature_scale,
+    check_tensor_features,
+    l2_normalise_np,
+    l2_normalise_t,
+)
 from probes.linear.lbfgs import LBFGSMemory, SolveInfo, solve
 from probes.linear.losses import Loss
 from probes.linear.problem import make_problem, zero_objective
@@ -79,13 +85,27 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
         if int(self.max_iter) < 1:
             raise ProbeInputError(f"max_iter must be >= 1, got {self.max_iter!r}")
 
-    def _validate_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, Mode]:
-        """Validate and encode; every problem surfaces as :class:`ProbeInputError`."""
+    def _validate_xy(self, X: Any, y: Any) -> tuple[Features, np.ndarray, Mode]:
+        """Validate and encode; every problem surfaces as :class:`ProbeInputError`.
+
+        ``X`` may be a torch tensor (e.g. features read straight into GPU memory by
+        ``FeatureStore.load_tensor``): it is checked where it lives, never copied to the host.
+        """
         try:
-            X, y = validate_data(
-                self, X, y, dtype=[np.float32, np.float64], multi_output=True,
-                ensure_min_samples=1,
-            )
+            if isinstance(X, torch.Tensor):
+                X = check_tensor_features(X, "X")
+                y = np.asarray(y)
+                if y.shape[0] != X.shape[0]:
+                    raise ProbeInputError(
+                        "Found input variables with inconsistent numbers of samples: "
+                        f"[{X.shape[0]}, {y.shape[0]}]")
+                self.n_features_in_ = int(X.shape[1])
+                self.__dict__.pop("feature_names_in_", None)
+            else:
+                X, y = validate_data(
+                    self, X, y, dtype=[np.float32, np.float64], multi_output=True,
+                    ensure_min_samples=1,
+                )
             if y.ndim == 2 and y.shape[1] == 1:
                 warnings.warn(
                     "A column-vector y was passed when a 1d array was expected; using y.ravel().",
@@ -131,14 +151,14 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
         return torch.as_tensor(y_enc, dtype=dtype, device=device)
 
     # ---- fitting ----------------------------------------------------------------------
-    def _check_scale(self, X: np.ndarray, n_rows: int, what: str = "features") -> None:
+    def _check_scale(self, X: Features, n_rows: int, what: str = "features") -> None:
         """Refuse features the solver's dtype cannot handle (see
         :mod:`probes.linear.feature_scale`); normalised features only need to be
         representable, raw ones need finite second moments over ``n_rows`` rows."""
         check_feature_scale(X, self.dtype, _DTYPES[self.dtype], n_rows,
                             squares=not self._normalise, what=what)
 
-    def _features_tensor(self, X: np.ndarray, device: torch.device) -> torch.Tensor:
+    def _features_tensor(self, X: Features, device: torch.device) -> torch.Tensor:
         xt = _as_tensor(X, device, _DTYPES[self.dtype])
         return l2_normalise_t(xt) if self._normalise else xt
 
@@ -460,7 +480,16 @@ def _refit_train_val(
     return est
 
 
-def _concat(a: Any, b: Any, what: str) -> np.ndarray:
+def _concat(a: Any, b: Any, what: str) -> Features:
+    """Train and val rows stacked; tensors stay tensors (on the train split's device)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        dev = a.device if isinstance(a, torch.Tensor) else b.device
+        a, b = (torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v,
+                                device=dev) for v in (a, b))
+        if a.ndim != b.ndim or a.shape[1:] != b.shape[1:]:
+            raise ProbeInputError(
+                f"train and val {what} disagree in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+        return torch.cat([a, b.to(a.dtype)], dim=0)
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim != b.ndim or a.shape[1:] != b.shape[1:]:
         raise ProbeInputError(f"train and val {what} disagree in shape: {a.shape} vs {b.shape}")

@@ -20,7 +20,28 @@ import torch
 
 from probes.errors import ProbeInputError
 
-__all__ = ["check_feature_scale", "l2_normalise_np", "l2_normalise_t", "max_safe_abs"]
+__all__ = ["Features", "check_feature_scale", "check_tensor_features", "l2_normalise_np",
+           "l2_normalise_t", "max_safe_abs"]
+
+#: Features as the probes take them: a NumPy array, or a torch tensor already on its device
+#: (``FeatureStore.load_tensor`` reads CUDA features straight into GPU memory).
+Features = np.ndarray | torch.Tensor
+
+
+def check_tensor_features(x: torch.Tensor, what: str) -> torch.Tensor:
+    """scikit-learn's checks of a feature matrix, for a torch tensor, where it lives (no host
+    copy): two dimensions, a float dtype, at least one row, every entry finite."""
+    if x.ndim != 2:
+        raise ProbeInputError(f"Expected a 2D feature matrix for {what}, got shape "
+                              f"{tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ProbeInputError(f"{what} must hold floating-point features, got {x.dtype}")
+    if x.shape[0] < 1:
+        raise ProbeInputError(f"Found array with 0 sample(s) (shape={tuple(x.shape)}) while a "
+                              "minimum of 1 is required.")
+    if not bool(torch.isfinite(x).all()):
+        raise ProbeInputError(f"Input {what} contains NaN or infinity.")
+    return x
 
 
 def _safe_low(eps: float, tiny: float) -> float:
@@ -76,16 +97,21 @@ def max_safe_abs(dtype: torch.dtype, n_rows: int, n_features: int, squares: bool
     return math.sqrt(top / (4.0 * max(n_rows, n_features, 1)))
 
 
-def check_feature_scale(x: np.ndarray, dtype_name: str, dtype: torch.dtype, n_rows: int,
+def check_feature_scale(x: Features, dtype_name: str, dtype: torch.dtype, n_rows: int,
                         squares: bool, what: str = "features") -> None:
     """Refuse ``x`` when its largest magnitude exceeds :func:`max_safe_abs`.
 
     ``n_rows`` counts every row that enters the same second moments (train + val for the
-    refit). Costs two passes over ``x`` (max and min, no copy).
+    refit). Costs two passes over ``x`` (max and min, no copy), on its device for a tensor.
     """
-    if x.size == 0:
+    if isinstance(x, torch.Tensor):
+        if x.numel() == 0:
+            return
+        biggest = float(torch.maximum(x.amax(), -x.amin()))
+    elif x.size == 0:
         return
-    biggest = float(max(x.max(), -x.min()))
+    else:
+        biggest = float(max(x.max(), -x.min()))
     limit = max_safe_abs(dtype, n_rows, x.shape[1], squares)
     if biggest <= limit:
         return

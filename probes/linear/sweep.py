@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featurestore.datasets.base import ids_digest
+from featurestore.device import resolve_device
 from featurestore.results import FeatureSource, ResultRow, Subset
 from featurestore.store import FeatureStore
 from featurestore.store.catalog import EntryInfo
@@ -105,8 +106,13 @@ def run_probe(
     info = store.entry(ckpt, dataset)
     metric = info.provenance.get("dataset", {}).get("metric", "top1")
     t0 = time.perf_counter()
-    X_tr, y_tr = store.load(ckpt, dataset, "train")
-    X_va, y_va = store.load(ckpt, dataset, "val")
+    # a CUDA probe reads train and val straight into GPU memory; the test split is scored in
+    # float64 NumPy on the host (LinearProbeBase.decision_function), so it stays there
+    on_cuda = resolve_device(device).type == "cuda"
+    X_tr, y_tr = (store.load_tensor(ckpt, dataset, "train", device) if on_cuda
+                  else store.load(ckpt, dataset, "train"))
+    X_va, y_va = (store.load_tensor(ckpt, dataset, "val", device) if on_cuda
+                  else store.load(ckpt, dataset, "val"))
     X_te, y_te = store.load(ckpt, dataset, "test")
     test_ids = store.load_ids(ckpt, dataset, "test")
     # VOC 2007's difficult entries, when the entry stores them: out of val selection and test

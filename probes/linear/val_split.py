@@ -18,6 +18,7 @@ from sklearn.utils.validation import validate_data
 from probes import metrics as M
 from probes.errors import ProbeInputError
 from probes.linear.basis import Basis
+from probes.linear.feature_scale import Features, check_tensor_features
 from probes.linear.threads import Threads
 
 #: What the targets are: class labels (2 or more classes) or a 0/1 label matrix.
@@ -30,8 +31,9 @@ class _FittedProbe(Protocol):
     one and not the other way round."""
 
     classes_: np.ndarray
+    n_features_in_: int
 
-    def _check_scale(self, X: np.ndarray, n_rows: int, what: str = "features") -> None: ...
+    def _check_scale(self, X: Features, n_rows: int, what: str = "features") -> None: ...
 
 __all__ = ["ValScorer", "check_grid", "check_metric", "validate_val"]
 
@@ -56,12 +58,19 @@ def check_grid(params: Sequence[float] | np.ndarray, param_name: str) -> np.ndar
 
 
 def validate_val(est: _FittedProbe, X_val: Any, y_val: Any, mode: Mode, n_train: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Check the val split against the estimator fitted to the train split's shape."""
-    try:
-        Xv = validate_data(est, X_val, reset=False, dtype=[np.float32, np.float64])
-    except ValueError as exc:
-        raise ProbeInputError(f"X_val: {exc}") from exc
+                  ) -> tuple[Features, np.ndarray]:
+    """Check the val split against the estimator fitted to the train split's shape (a torch
+    tensor is checked on its device and stays there)."""
+    if isinstance(X_val, torch.Tensor):
+        Xv: Features = check_tensor_features(X_val, "X_val")
+        if Xv.shape[1] != est.n_features_in_:
+            raise ProbeInputError(f"X_val: X has {Xv.shape[1]} features, but the probe was "
+                                  f"fitted with {est.n_features_in_} features")
+    else:
+        try:
+            Xv = validate_data(est, X_val, reset=False, dtype=[np.float32, np.float64])
+        except ValueError as exc:
+            raise ProbeInputError(f"X_val: {exc}") from exc
     yv = np.asarray(y_val)
     if yv.shape[0] != Xv.shape[0]:
         raise ProbeInputError(
