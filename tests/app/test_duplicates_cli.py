@@ -81,7 +81,14 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     for copy, src in across.items():
         shutil.copy(cal / src, images / copy)
     _extract("imagefolder", images, store, base)
-    return {"base": base, "store": store, "within": within, "across": across}
+    # one `duplicates` run within the imagefolder: its output is checked by
+    # test_within_a_dataset_finds_the_planted_test_copies, its pairs file read by the probe test
+    pairs = base / "within.csv"
+    found = run_cli("duplicates", "--ckpt", FAST_CKPT, "--dataset", "imagefolder", "--store",
+                    str(store), "--threshold", EXACT, "--out", str(pairs), "--device", "cpu",
+                    cwd=base)
+    return {"base": base, "store": store, "within": within, "across": across,
+            "pairs": pairs, "found": found}
 
 
 def _pairs(path: Path) -> list[dict[str, str]]:
@@ -90,10 +97,7 @@ def _pairs(path: Path) -> list[dict[str, str]]:
 
 
 def test_within_a_dataset_finds_the_planted_test_copies(planted: dict) -> None:
-    base, store = planted["base"], str(planted["store"])
-    out = base / "within.csv"
-    p = run_cli("duplicates", "--ckpt", FAST_CKPT, "--dataset", "imagefolder", "--store", store,
-                "--threshold", EXACT, "--out", str(out), "--device", "cpu", cwd=base)
+    out, p = planted["pairs"], planted["found"]
     assert p.returncode == 0, p.stderr
     rows = _pairs(out)
     got = {r["query_id"]: r["match_id"] for r in rows}
@@ -150,13 +154,10 @@ def test_usage_errors_and_missing_store(planted: dict) -> None:
     assert not (base / "typo.zarr").exists()
 
 
-@pytest.mark.slow  # two probes and a duplicates run through the installed command
+@pytest.mark.slow  # three probes through the installed command
 def test_probe_excluding_duplicates_scores_the_kept_test_rows(planted: dict) -> None:
-    base, store = planted["base"], str(planted["store"])
-    pairs = base / "probe_pairs.csv"
-    p = run_cli("duplicates", "--ckpt", FAST_CKPT, "--dataset", "imagefolder", "--store", store,
-                "--threshold", EXACT, "--out", str(pairs), cwd=base)
-    assert p.returncode == 0, p.stderr
+    base, store, pairs = planted["base"], str(planted["store"]), planted["pairs"]
+    assert planted["found"].returncode == 0, planted["found"].stderr
     probe = ["probe", "--ckpt", FAST_CKPT, "--dataset", "imagefolder", "--store", store,
              "--device", "cpu"]
     assert run_cli(*probe, cwd=base).returncode == 0
