@@ -78,8 +78,10 @@ def write_synthetic_entries(url: str, n_entries: int, n: int, d: int, c: int) ->
 
 
 def _warm(ckpt: str | None, weights: str | None) -> None:
-    """Imports (and the checkpoint, read once from disk) before the clock starts."""
+    """Imports (and the checkpoint, read once from disk) before the clock starts: what a
+    long-lived cluster has done once, before the jobs being timed."""
     import featurestore.extract  # noqa: F401
+    import probes.linear.protocol  # noqa: F401  (scikit-learn: 2 s to import here)
     import probes.linear.sweep  # noqa: F401
 
     if ckpt:

@@ -107,3 +107,36 @@ def test_three_concurrent_probes_of_one_key_write_one_row(tmp_path: Path) -> Non
     assert len(list(df.array_keys())) == 1
     statuses = " ".join(o for o, _ in outs)
     assert statuses.count("done") == 1 and statuses.count("skipped") == 2
+
+
+def test_a_probe_row_records_versions_without_importing_timm(tmp_path: Path) -> None:
+    """Every row names the library versions it was made with (torch with its CUDA build), read
+    from the installed metadata: a probe process that never needs timm does not pay its import
+    (3 s on this machine: it made the first probe of every sweep worker slow)."""
+    import sklearn
+    import timm
+    import torch
+
+    code = """
+import json, sys
+from benchmarks.distributed import write_synthetic_entries
+from featurestore.store import FeatureStore
+from probes.linear.sweep import run_probe
+url = sys.argv[1]
+name = write_synthetic_entries(url, 1, 90, 8, 3)[0]
+out = run_probe(FeatureStore(url), name, "synthetic", "logreg", device="cpu")
+row = FeatureStore(url).results.frame().iloc[0]
+print(json.dumps({"status": out.status, "timm_imported": "timm" in sys.modules,
+                  "versions": row["versions"]}))
+"""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.zarr")],
+                          capture_output=True, text=True, cwd=Path(__file__).parents[2],
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["status"] == "done" and got["timm_imported"] is False
+    v = got["versions"]
+    assert (v["torch"], v["timm"], v["scikit-learn"], v["zarr"]) == (
+        torch.__version__, timm.__version__, sklearn.__version__, zarr.__version__)
