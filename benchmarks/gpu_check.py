@@ -124,7 +124,7 @@ def check_extraction(ckpt: str, dataset: str, batch_size: int, n_images: int) ->
     t0 = time.perf_counter()
     forward()
     fwd = len(ids) / (time.perf_counter() - t0)
-    images = images[:0]  # frees the GPU copy before the extractions
+    images = images.new_empty(0)  # frees the GPU copy before the extractions ([:0] would not)
     rows: list[Row] = []
     feats = {}
     with tmp:

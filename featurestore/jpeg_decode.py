@@ -129,6 +129,10 @@ def _decode(datas: list[torch.Tensor], dev: torch.device) -> list[torch.Tensor |
     batched call; on failure file by file, to find which)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    if dev.type == "cuda":
+        # nvJPEG may write into memory that kernels still queued on the stream are reading
+        # (pytorch/vision#9606); the decoder waits on the host anyway, so this costs ~nothing
+        torch.cuda.current_stream(dev).synchronize()
     with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         try:

@@ -5,7 +5,7 @@
 two readers (:func:`choose_reader` is the one rule that picks it):
 
 - ``"direct"``: chunk by chunk, the stored bytes are checked and then copied once into device
-  memory. On CUDA the copy goes through Zarr's GPU buffers (``zarr.config.enable_gpu()``,
+  memory. On CUDA the copy goes through Zarr's GPU buffers (``zarr.buffer.gpu.Buffer``,
   cupy arrays) and reaches torch by DLPack (``torch.from_dlpack``): no host-side numpy array
   of the whole split, no second host copy. cupy is the optional ``gpu`` extra, imported
   lazily; its CUDA build must match torch's (``cupy-cuda13x`` for torch ``+cu130``).
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import zarr
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.buffer.gpu import Buffer as GpuBuffer
 from zarr.core.sync import sync
 
 from featurestore.device import resolve_device
@@ -183,13 +184,17 @@ def _upload(payload: np.ndarray, dev: torch.device) -> torch.Tensor:
     """``payload`` (uint8 host bytes) as a uint8 tensor in CUDA memory on ``dev``.
 
     One host-to-device copy into a Zarr GPU buffer (a cupy array on ``dev``), handed to torch by
-    DLPack: torch then holds a view of that device memory, no further copy.
+    DLPack: torch then holds a view of that device memory, no further copy. cupy works on torch's
+    current stream: the caller's device copy out of the buffer is then ordered after the upload,
+    and cupy's pool cannot hand the block to the next chunk's upload before that copy has read
+    it (on two streams it could). The buffer class is taken directly, not by switching Zarr's
+    global config (``zarr.config.enable_gpu()``), which other threads reading Zarr would see.
     """
     cp = _cupy()
-    with zarr.config.enable_gpu():
-        proto = default_buffer_prototype()
-    with cp.cuda.Device(dev.index if dev.index is not None else torch.cuda.current_device()):
-        buf = proto.buffer.from_array_like(cp.asarray(payload))
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    stream = torch.cuda.current_stream(index).cuda_stream
+    with cp.cuda.Device(index), cp.cuda.ExternalStream(stream):
+        buf = GpuBuffer.from_array_like(cp.asarray(payload))
     return torch.from_dlpack(buf.as_array_like())
 
 
