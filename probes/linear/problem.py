@@ -69,7 +69,11 @@ class Problem:
 
     def refresh(self) -> None:
         """Recompute logits from scratch (removes drift from incremental updates)."""
-        self.data_loss = self.loss.start(self.logits_of(self.theta))
+        if bool(self.theta.any()):
+            z = self.logits_of(self.theta)
+        else:  # a path's cold start: the logits of theta = 0 are 0, no product needed
+            z = self.theta.new_zeros(self.basis.n, self.theta.shape[1])
+        self.data_loss = self.loss.start(z)
         self.gdata = torch.empty_like(self.theta)
         self.grad_data_into(self.gdata, self.loss.residual())
         self.since_refresh = 0

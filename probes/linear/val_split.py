@@ -108,7 +108,8 @@ class ValScorer:
 
     def __call__(self, theta: torch.Tensor) -> float:
         with self.threads.gemm(2.0 * self.x_rot.numel() * theta.shape[1]):
-            scores = torch.addmm(theta[-1], self.x_rot, theta[:-1])
+            scores = torch.mm(self.x_rot, theta[:-1])
+        scores += theta[-1]  # apart from the product: addmm's fused bias is the slower way
         if self.mode == "multilabel":
             return float(self.metric_fn(self.y, scores.double().cpu().numpy()))
         idx = (scores[:, 0] > 0).long() if self.mode == "binary" else scores.argmax(dim=1)
