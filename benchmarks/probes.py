@@ -243,10 +243,11 @@ def sklearn_protocol(solver: str, data: tuple[np.ndarray, ...], max_iter: int,
     return seconds, acc, path.best_param, hits, acc_at
 
 
-def gemm_cost(n: int, r: int, c: int, reps: int = 5) -> float:
+def gemm_cost(n: int, r: int, c: int, reps: int = 10) -> float:
     """Seconds for one L-BFGS iteration's two GEMMs, ``F @ D`` and ``F.T @ R`` in float32
     (``F [n, r]``, ``D [r + 1, c]``, ``R [n, c]``): the best of ``reps`` on the faster of
-    one thread and the configured count."""
+    one thread and the configured count. Ten repeats: on this shared machine five once all
+    fell in a slow spell and doubled the floor (a path/gemm of 1.33x that was not real)."""
     g = torch.Generator().manual_seed(0)
     f = torch.randn(n, r, generator=g)
     d = torch.randn(r + 1, c, generator=g)
