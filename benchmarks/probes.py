@@ -284,16 +284,21 @@ def gemm_row(prob: Problem, solver: str, res: ProtocolResult) -> tuple[object, .
                          res.timings["total_s"])
 
 
+def print_table(head: str, lines: list[str]) -> None:
+    """One of the benchmark's tables: the header, a rule as wide, then the rows."""
+    print(head)
+    print("-" * len(head))
+    for line in lines:
+        print(line)
+
+
 def print_gemm_table(rows: list[tuple[object, ...]], width: int = 22) -> None:
     """The ``path/gemm`` table of :func:`path_gemm_row` rows."""
     head = (f"{'problem':<{width}} {'solver':<7} {'path_iters':>10} {'gemm_s':>8} "
             f"{'path_s':>8} {'total_s':>8} {'path/gemm':>9}")
     print("\nOur path at the cost of its GEMMs (iterations x measured cost of the two GEMMs)")
-    print(head)
-    print("-" * len(head))
-    for g in rows:
-        print(f"{g[0]:<{width}} {g[1]:<7} {g[2]:>10d} {g[3]:>8.2f} {g[4]:>8.2f} {g[5]:>8.2f} "
-              f"{g[6]:>8.2f}x")
+    print_table(head, [f"{g[0]:<{width}} {g[1]:<7} {g[2]:>10d} {g[3]:>8.2f} {g[4]:>8.2f} "
+                       f"{g[5]:>8.2f} {g[6]:>8.2f}x" for g in rows])
 
 
 def best_of(repeat: int, solver: str, data: tuple[np.ndarray, ...], device: str
@@ -408,14 +413,12 @@ def run_store(fs: Any, entries: list[tuple[str, str]], device: str, max_iter: in
             f"{'speedup':>8} {'ours_lam':>9} {'ours_val':>8} {'sk_lam':>9} {'sk_val':>8} "
             f"{'sk_val@ours':>11} {'ours_val@sk':>11} {'sk_maxit':>8} {'agree':>9} device")
     print()
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r.entry:<{w}} {f'{r.n_train} x {r.d}':>12} {r.classes:>7d} {r.ours_s:>8.2f} "
-              f"{r.sklearn_s:>9.2f} {r.sklearn_s / r.ours_s:>7.1f}x {r.ours_lam:>9.3g} "
-              f"{100 * r.ours_val:>7.2f}% {r.sk_lam:>9.3g} {100 * r.sk_val:>7.2f}% "
-              f"{100 * r.sk_val_at_ours:>10.2f}% {100 * r.ours_val_at_sk:>10.2f}% "
-              f"{r.sk_maxit:>8d} {r.agree:>9} {r.device}")
+    print_table(head, [
+        f"{r.entry:<{w}} {f'{r.n_train} x {r.d}':>12} {r.classes:>7d} {r.ours_s:>8.2f} "
+        f"{r.sklearn_s:>9.2f} {r.sklearn_s / r.ours_s:>7.1f}x {r.ours_lam:>9.3g} "
+        f"{100 * r.ours_val:>7.2f}% {r.sk_lam:>9.3g} {100 * r.sk_val:>7.2f}% "
+        f"{100 * r.sk_val_at_ours:>10.2f}% {100 * r.ours_val_at_sk:>10.2f}% "
+        f"{r.sk_maxit:>8d} {r.agree:>9} {r.device}" for r in rows])
     same = sum(r.agree.startswith("same") for r in rows)
     print(f"\nbest val top-1 agrees on {same} of {len(rows)} entries "
           f"({sum(r.agree == 'same' for r in rows)} at the same lambda)")
@@ -482,11 +485,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{'ours_acc':>9} {'sklearn_acc':>12} {'sk_acc@ours':>12} {'ours_best':>10} "
             f"{'sk_best':>10} {'sk_maxit':>8} device")
     print()
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r[0]:<22} {r[1]:<7} {r[2]:>8.2f} {r[3]:>10.2f} {r[4]:>7.1f}x {r[5]:>9.4f} "
-              f"{r[6]:>12.4f} {r[7]:>12.4f} {r[8]:>10.3g} {r[9]:>10.3g} {r[10]:>8d} {r[11]}")
+    print_table(head, [
+        f"{r[0]:<22} {r[1]:<7} {r[2]:>8.2f} {r[3]:>10.2f} {r[4]:>7.1f}x {r[5]:>9.4f} "
+        f"{r[6]:>12.4f} {r[7]:>12.4f} {r[8]:>10.3g} {r[9]:>10.3g} {r[10]:>8d} {r[11]}"
+        for r in rows])
     print("\nsk_acc@ours: scikit-learn's test top-1 when its protocol is refit at our chosen"
           " parameter (not timed)")
     print_gemm_table(gemm_rows)

@@ -482,15 +482,14 @@ def _refit_train_val(
 
 def _concat(a: Any, b: Any, what: str) -> Features:
     """Train and val rows stacked; tensors stay tensors (on the train split's device)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+    tensors = isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor)
+    if tensors:
         dev = a.device if isinstance(a, torch.Tensor) else b.device
         a, b = (torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v,
                                 device=dev) for v in (a, b))
-        if a.ndim != b.ndim or a.shape[1:] != b.shape[1:]:
-            raise ProbeInputError(
-                f"train and val {what} disagree in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
-        return torch.cat([a, b.to(a.dtype)], dim=0)
-    a, b = np.asarray(a), np.asarray(b)
+    else:
+        a, b = np.asarray(a), np.asarray(b)
     if a.ndim != b.ndim or a.shape[1:] != b.shape[1:]:
-        raise ProbeInputError(f"train and val {what} disagree in shape: {a.shape} vs {b.shape}")
-    return np.concatenate([a, b], axis=0)
+        raise ProbeInputError(
+            f"train and val {what} disagree in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    return torch.cat([a, b.to(a.dtype)], dim=0) if tensors else np.concatenate([a, b], axis=0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -109,10 +110,14 @@ def run_probe(
     # a CUDA probe reads train and val straight into GPU memory; the test split is scored in
     # float64 NumPy on the host (LinearProbeBase.decision_function), so it stays there
     on_cuda = resolve_device(device).type == "cuda"
-    X_tr, y_tr = (store.load_tensor(ckpt, dataset, "train", device) if on_cuda
-                  else store.load(ckpt, dataset, "train"))
-    X_va, y_va = (store.load_tensor(ckpt, dataset, "val", device) if on_cuda
-                  else store.load(ckpt, dataset, "val"))
+
+    def load_fit_split(split: str) -> tuple[Any, np.ndarray]:
+        if on_cuda:
+            return store.load_tensor(ckpt, dataset, split, device)
+        return store.load(ckpt, dataset, split)
+
+    X_tr, y_tr = load_fit_split("train")
+    X_va, y_va = load_fit_split("val")
     X_te, y_te = store.load(ckpt, dataset, "test")
     test_ids = store.load_ids(ckpt, dataset, "test")
     # VOC 2007's difficult entries, when the entry stores them: out of val selection and test

@@ -19,6 +19,7 @@ from probes import metrics as M
 from probes.errors import ProbeInputError
 from probes.linear.basis import Basis
 from probes.linear.feature_scale import Features, check_tensor_features
+from probes.linear.problem import affine
 from probes.linear.threads import Threads
 
 #: What the targets are: class labels (2 or more classes) or a 0/1 label matrix.
@@ -107,9 +108,8 @@ class ValScorer:
             self.metric_fn = functools.partial(M.voc11_map, ignore=np.asarray(ignore))
 
     def __call__(self, theta: torch.Tensor) -> float:
-        with self.threads.gemm(2.0 * self.x_rot.numel() * theta.shape[1]):
-            scores = torch.mm(self.x_rot, theta[:-1])
-        scores += theta[-1]  # apart from the product: addmm's fused bias is the slower way
+        scores = affine(self.x_rot, theta, self.threads,
+                        2.0 * self.x_rot.numel() * theta.shape[1])
         if self.mode == "multilabel":
             return float(self.metric_fn(self.y, scores.double().cpu().numpy()))
         idx = (scores[:, 0] > 0).long() if self.mode == "binary" else scores.argmax(dim=1)
