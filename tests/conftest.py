@@ -27,6 +27,17 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
+def run_checked(*args: str, check: int | None = 0, cwd: Path | None = None
+                ) -> subprocess.CompletedProcess[str]:
+    """The installed command on a 200-column terminal; asserts its exit status is ``check``
+    (None: any)."""
+    p = subprocess.run([FEATURESTORE, *args], cwd=cwd, env={**ENV, "COLUMNS": "200"},
+                       capture_output=True, text=True, timeout=300)
+    if check is not None:
+        assert p.returncode == check, (p.returncode, p.stdout, p.stderr)
+    return p
+
+
 def one_error_line(p: subprocess.CompletedProcess[str]) -> str:
     """The single stderr line of a failed command (asserts there is exactly one, no traceback)."""
     assert "Traceback" not in p.stderr, p.stderr

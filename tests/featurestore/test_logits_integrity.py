@@ -9,10 +9,7 @@ damages its own copy of that store on disk and drives the real CLI in subprocess
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,20 +17,12 @@ import pytest
 from featurestore.errors import DamagedEntryError
 from featurestore.store import FeatureStore, integrity
 from tests.conftest import FAST_CKPT, write_imagefolder
+from tests.conftest import run_checked as run
 
-FS = str(Path(sys.executable).with_name("featurestore"))
 ENTRY = f"{FAST_CKPT}/imagefolder"
 # batch 1 x at most 16 batches per chunk: train (18 rows) has 2 row chunks of 9 rows
 EXTRACT = ["extract", "--ckpt", FAST_CKPT, "--dataset", "imagefolder", "--weights", "random",
            "--batch-size", "1", "--workers", "0", "--no-progress", "--with-logits"]
-
-
-def run(*args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    p = subprocess.run([FS, *args], capture_output=True, text=True, env=env, timeout=300)
-    if check is not None:
-        assert p.returncode == check, (p.returncode, p.stdout, p.stderr)
-    return p
 
 
 @pytest.fixture(scope="module")
