@@ -27,6 +27,24 @@ __all__ = [
 ]
 
 
+#: Line dashes by checkpoint (colour is the setting's): the training figures' second channel.
+_DASHES = ("solid", "dot", "dash", "dashdot", "longdash")
+
+
+def _dataset_panels(datasets: list[str], cols: int) -> tuple[go.Figure, int, int]:
+    """One subplot per dataset, ``cols`` to a row: ``(figure, rows, cols)``."""
+    rows, ncols = _grid(len(datasets), cols)
+    fig = make_subplots(rows=rows, cols=ncols, subplot_titles=[dataset_label(d) for d in datasets],
+                        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.2)
+    return fig, rows, ncols
+
+
+def _line_style(setting: str, ckpt: str, ckpts: list[str]) -> dict[str, str]:
+    """The setting's colour and the checkpoint's dash."""
+    return {"color": SETTING_COLORS.get(setting, GRAY),
+            "dash": _DASHES[ckpts.index(ckpt) % len(_DASHES)]}
+
+
 def fig_convergence(curves: pd.DataFrame, summary: pd.DataFrame, title: str,
                     cols: int = 4) -> go.Figure:
     """Figure 8: validation accuracy against training steps (log x, logit y) per dataset,
@@ -39,12 +57,9 @@ def fig_convergence(curves: pd.DataFrame, summary: pd.DataFrame, title: str,
             "curve_steps); the paper's tables have none either", meta)
     datasets = dataset_order(curves["dataset"])
     meta["datasets"] = datasets
-    rows, ncols = _grid(len(datasets), cols)
-    fig = make_subplots(rows=rows, cols=ncols, subplot_titles=[dataset_label(d) for d in datasets],
-                        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.2)
+    fig, rows, ncols = _dataset_panels(datasets, cols)
     shown: set[str] = set()
     ckpts = sorted(set(curves["ckpt"]))
-    dashes = ["solid", "dot", "dash", "dashdot", "longdash"]
     for i, d in enumerate(datasets):
         r, c = i // ncols + 1, i % ncols + 1
         sub = curves[curves["dataset"] == d]
@@ -56,8 +71,7 @@ def fig_convergence(curves: pd.DataFrame, summary: pd.DataFrame, title: str,
             fig.add_trace(go.Scatter(
                 x=g["step"], y=stats.logit(acc), mode="lines+markers", name=name,
                 legendgroup=name, showlegend=name not in shown,
-                line={"color": SETTING_COLORS.get(setting, GRAY),
-                      "dash": dashes[ckpts.index(ckpt) % len(dashes)]},
+                line=_line_style(setting, ckpt, ckpts),
                 customdata=g["val_metric"],
                 hovertemplate="step %{x}<br>val %{customdata:.1%}<extra>" + name + "</extra>",
             ), row=r, col=c)
@@ -99,12 +113,9 @@ def fig_step_budgets(frame: pd.DataFrame, title: str, cols: int = 4,
             "no table for Figure 8", meta)
     datasets = dataset_order(frame["dataset"])
     meta["datasets"] = datasets
-    rows, ncols = _grid(len(datasets), cols)
-    fig = make_subplots(rows=rows, cols=ncols, subplot_titles=[dataset_label(d) for d in datasets],
-                        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.2)
+    fig, rows, ncols = _dataset_panels(datasets, cols)
     shown: set[str] = set()
     ckpts = sorted(set(frame["ckpt"]))
-    dashes = ["solid", "dot", "dash", "dashdot", "longdash"]
     for i, d in enumerate(datasets):
         r, c = i // ncols + 1, i % ncols + 1
         sub = frame[frame["dataset"] == d]
@@ -116,8 +127,7 @@ def fig_step_budgets(frame: pd.DataFrame, title: str, cols: int = 4,
             fig.add_trace(go.Scatter(
                 x=g["steps"], y=stats.logit(acc), mode="lines+markers", name=name,
                 legendgroup=name, showlegend=name not in shown,
-                line={"color": SETTING_COLORS.get(setting, GRAY),
-                      "dash": dashes[ckpts.index(ckpt) % len(dashes)]},
+                line=_line_style(setting, ckpt, ckpts),
                 customdata=g["test_metric"],
                 hovertemplate="%{x} steps<br>test %{customdata:.1%}<extra>" + name + "</extra>",
             ), row=r, col=c)
@@ -154,12 +164,9 @@ def fig_data_size(frame: pd.DataFrame, title: str, cols: int = 4) -> go.Figure:
             "the paper prints no table for Figure 9", meta)
     datasets = dataset_order(frame["dataset"])
     meta["datasets"] = datasets
-    rows, ncols = _grid(len(datasets), cols)
-    fig = make_subplots(rows=rows, cols=ncols, subplot_titles=[dataset_label(d) for d in datasets],
-                        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.2)
+    fig, rows, ncols = _dataset_panels(datasets, cols)
     shown: set[str] = set()
     ckpts = sorted(set(frame["ckpt"]))
-    dashes = ["solid", "dot", "dash", "dashdot", "longdash"]
     for i, d in enumerate(datasets):
         r, c = i // ncols + 1, i % ncols + 1
         for (setting, ckpt), g in frame[frame["dataset"] == d].groupby(["setting", "ckpt"]):
@@ -168,8 +175,7 @@ def fig_data_size(frame: pd.DataFrame, title: str, cols: int = 4) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=g["k"], y=g["mean"], mode="lines+markers", name=name, legendgroup=name,
                 showlegend=name not in shown,
-                line={"color": SETTING_COLORS.get(setting, GRAY),
-                      "dash": dashes[ckpts.index(ckpt) % len(dashes)]},
+                line=_line_style(setting, ckpt, ckpts),
                 error_y={"type": "data", "array": g["se"].fillna(0).to_numpy(), "visible": True},
                 customdata=g["n_subsets"],
                 hovertemplate=("%{x} per class: %{y:.1%} (%{customdata} subsets)<extra>"
