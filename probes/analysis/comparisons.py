@@ -37,46 +37,38 @@ def correlation_table(rt: ResultTables, settings: Sequence[str] | None = None) -
     Settings with fewer than 3 usable models get NaN statistics and a ``note`` saying why,
     rather than an exception, so the notebook shows every setting.
     """
-    rows = []
-    for setting in settings or list(rt.tables):
-        top1 = rt.top1_for(setting).dropna()
-        table = rt.tables[setting]
-        block = complete_block(table.loc[[m for m in table.index if m in top1.index]])
-        row: dict[str, Any] = {
-            "setting": setting,
-            "label": setting_label(setting),
-            "source": rt.source[setting],
-            "datasets": block.shape[1],
-        }
-        try:
-            row.update(stats.transfer_correlation(top1, block))
-            row["note"] = ""
-        except ValueError as exc:
-            row.update(r=np.nan, r2=np.nan, rho=np.nan, p=np.nan, p_rho=np.nan,
-                       n=float(block.shape[0]), note=str(exc))
-        rows.append(row)
-    cols = ["setting", "label", "source", "n", "datasets", "r2", "r", "rho", "p", "p_rho", "note"]
-    return pd.DataFrame(rows)[cols].set_index("setting")
+    rows = [_correlation_row(setting, rt.source[setting], rt.top1_for(setting),
+                             rt.tables[setting])
+            for setting in settings or list(rt.tables)]
+    return pd.DataFrame(rows)[_CORRELATION_COLUMNS].set_index("setting")
+
+
+_CORRELATION_COLUMNS = ["setting", "label", "source", "n", "datasets", "r2", "r", "rho", "p",
+                        "p_rho", "note"]
+
+
+def _correlation_row(setting: str, source: str, top1: pd.Series, table: pd.DataFrame
+                     ) -> dict[str, Any]:
+    """One row of Table 2: the complete block of ``table``'s models with a known top-1 and
+    their correlation; NaN statistics and a ``note`` when there are too few models."""
+    top1 = top1.dropna()
+    block = complete_block(table.loc[[m for m in table.index if m in top1.index]])
+    row: dict[str, Any] = {"setting": setting, "label": setting_label(setting),
+                           "source": source, "datasets": block.shape[1]}
+    try:
+        row.update(stats.transfer_correlation(top1, block))
+        row["note"] = ""
+    except ValueError as exc:
+        row.update(r=np.nan, r2=np.nan, rho=np.nan, p=np.nan, p_rho=np.nan,
+                   n=float(block.shape[0]), note=str(exc))
+    return row
 
 
 def correlation_by_panel(rt: ResultTables) -> pd.DataFrame:
     """Table 2 for every :meth:`ResultTables.panels` entry: the paper's three settings always,
     the store's settings beside them (columns ``setting`` and ``source`` say which)."""
-    rows = []
-    for p in rt.panels():
-        top1 = p.top1.dropna()
-        block = complete_block(p.table.loc[[m for m in p.table.index if m in top1.index]])
-        row: dict[str, Any] = {"setting": p.setting, "label": setting_label(p.setting),
-                               "source": p.source, "datasets": block.shape[1]}
-        try:
-            row.update(stats.transfer_correlation(top1, block))
-            row["note"] = ""
-        except ValueError as exc:
-            row.update(r=np.nan, r2=np.nan, rho=np.nan, p=np.nan, p_rho=np.nan,
-                       n=float(block.shape[0]), note=str(exc))
-        rows.append(row)
-    cols = ["setting", "label", "source", "n", "datasets", "r2", "r", "rho", "p", "p_rho", "note"]
-    return pd.DataFrame(rows, columns=cols)
+    rows = [_correlation_row(p.setting, p.source, p.top1, p.table) for p in rt.panels()]
+    return pd.DataFrame(rows, columns=_CORRELATION_COLUMNS)
 
 
 #: Section 4.3's split: datasets with fewer training examples than this are "small".
