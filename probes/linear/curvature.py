@@ -1,8 +1,8 @@
-"""The curvature models the preconditioner builds and the L-BFGS two-loop applies.
+"""The curvature model the preconditioner builds and the L-BFGS two-loop applies.
 
 Plain data (tensors and a ``solve``), kept below both :mod:`probes.linear.problem`, which
 caches the current model on the problem, and :mod:`probes.linear.preconditioner`, which
-computes it from a problem: the types sit where both can import them one way.
+computes it from a problem: the type sits where both can import it one way.
 """
 
 from __future__ import annotations
@@ -13,45 +13,36 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["ClassCurvature", "ColumnCurvature", "Curvature"]
+__all__ = ["Curvature"]
 
 
 @dataclass(frozen=True)
-class ColumnCurvature:
-    """One-vs-rest: the diagonal of each column's data Hessian, ``mean_i w_ik F_ij^2``
-    (``w`` the loss curvature per entry; last row: the bias), ``[r + 1, C]``."""
+class Curvature:
+    """A diagonal model of the data Hessian in the rotated basis, ``[r + 1, C]`` (last row:
+    the bias); the penalty adds ``alpha`` to every row but the bias.
+
+    ``joint`` says how :meth:`quad` sums: over all entries (one softmax problem) or per
+    column (C one-vs-rest problems).
+    """
 
     diag: Tensor
+    joint: bool
+    # the last (alpha, denominator): a path applies one model at one alpha many times
+    _denom: list[tuple[float, Tensor]] = field(default_factory=list, compare=False, repr=False)
 
-    def solve(self, q: Tensor, var_ext: Tensor, alpha: float) -> Tensor:
+    def solve(self, q: Tensor, alpha: float) -> Tensor:
         """``H^-1 q`` with ``H = diag + alpha`` (the bias row gets no ``alpha``)."""
+        return q / self._denominator(alpha)
+
+    def quad(self, q: Tensor, alpha: float) -> Tensor:
+        """``q . H^-1 q``: shape ``[1]`` when joint, else one value per column ``[C]``."""
+        v = (q * q).div_(self._denominator(alpha))
+        return v.sum().reshape(1) if self.joint else v.sum(0)
+
+    def _denominator(self, alpha: float) -> Tensor:
+        if self._denom and self._denom[0][0] == alpha:
+            return self._denom[0][1]
         denom = self.diag.clone()
         denom[:-1] += alpha
-        return q / denom
-
-
-@dataclass(frozen=True)
-class ClassCurvature:
-    """Softmax: the class curvature ``A = mean_i(diag(p_i) - p_i p_i^T) = Q diag(a) Q^T``."""
-
-    a: Tensor  # [C]
-    qmat: Tensor  # [C, C]
-    # the last (var_ext, alpha, denominator): a path applies one model at one alpha many times
-    _denom: list[tuple[Tensor, float, Tensor]] = field(default_factory=list, compare=False,
-                                                       repr=False)
-
-    def solve(self, q: Tensor, var_ext: Tensor, alpha: float) -> Tensor:
-        """``H^-1 q`` for ``H ~ A (x) diag(var) + alpha I``:
-        ``((q Q) / (var a^T + alpha)) Q^T``. The bias row (unpenalised) gets a small
-        damping instead of ``alpha``."""
-        if self._denom and self._denom[0][0] is var_ext and self._denom[0][1] == alpha:
-            denom = self._denom[0][2]
-        else:
-            denom = var_ext[:, None] * self.a[None, :]
-            denom[:-1] += alpha
-            denom[-1] += 1e-3 * self.a.max()
-            self._denom[:] = [(var_ext, alpha, denom)]
-        return (q @ self.qmat).div_(denom) @ self.qmat.T
-
-
-Curvature = ColumnCurvature | ClassCurvature
+        self._denom[:] = [(alpha, denom)]
+        return denom

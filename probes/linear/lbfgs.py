@@ -27,14 +27,14 @@ runs on CUDA; bookkeeping runs on one CPU thread (:mod:`probes.linear.threads`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from probes.linear.inverse_hessian import LBFGSMemory, two_loop
 from probes.linear.line_search import LineStep, line_search
-from probes.linear.preconditioner import Curvature, curvature_model, floored_variance
-from probes.linear.problem import Dot, Problem
+from probes.linear.preconditioner import Curvature, curvature_model
+from probes.linear.problem import Problem
 
 Tensor = torch.Tensor
 
@@ -42,77 +42,6 @@ __all__ = ["LBFGSMemory", "SolveInfo", "solve", "two_loop"]
 
 #: Iterations after which the preconditioner's curvature model is re-estimated.
 CURVATURE_MAX_AGE = 10
-
-
-class LBFGSMemory:
-    """Curvature pairs kept across the regularisation path.
-
-    Only the *data* part ``yd`` of each ``y`` is stored; ``y = yd + alpha * s`` (bias row
-    excluded) is rebuilt when ``alpha`` changes, which is exact because the penalty is
-    quadratic. ``y`` and ``rho = 1 / s.y`` are cached for the current ``alpha``.
-    """
-
-    def __init__(self, size: int = 10) -> None:
-        self.size = size
-        self.s: list[Tensor] = []
-        self.yd: list[Tensor] = []
-        self.y: list[Tensor] = []
-        self.rho: list[Tensor] = []
-        self.alpha: float | None = None
-        # y.H0.y of each pair for the initial matrix H0 = precond, which the two-loop needs for
-        # its scaling: one preconditioner solve saved per direction (cached per ``precond_key``)
-        self.yhy: list[Tensor | None] = []
-        self.yhy_key: object = None
-
-    def _y_rho(self, s: Tensor, yd: Tensor, alpha: float, dot: Dot) -> tuple[Tensor, Tensor]:
-        y = yd.clone()
-        y[:-1].add_(s[:-1], alpha=alpha)  # the bias row is not penalised
-        sy = dot(s, y)
-        rho = torch.where(sy > 0, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
-        return y, rho
-
-    def retarget(self, alpha: float, dot: Dot) -> None:
-        """Rebuild ``y`` and ``rho`` of every stored pair for a new ``alpha``."""
-        if alpha == self.alpha:
-            return
-        pairs = [self._y_rho(s, yd, alpha, dot) for s, yd in zip(self.s, self.yd, strict=True)]
-        self.y = [p[0] for p in pairs]
-        self.rho = [p[1] for p in pairs]
-        self.yhy = [None] * len(self.y)
-        self.alpha = alpha
-
-    def push(self, s: Tensor, yd: Tensor, alpha: float, dot: Dot) -> None:
-        """Store the step ``s`` and data-gradient change ``yd``; drop the oldest beyond
-        ``size``."""
-        self.retarget(alpha, dot)
-        y, rho = self._y_rho(s, yd, alpha, dot)
-        for lst, v in ((self.s, s), (self.yd, yd), (self.y, y), (self.rho, rho),
-                       (self.yhy, None)):
-            lst.append(v)  # type: ignore[arg-type]
-            if len(lst) > self.size:
-                lst.pop(0)
-
-    def y_h0_y(self, i: int, precond: Callable[[Tensor], Tensor], dot: Dot,
-               key: object) -> Tensor:
-        """``y_i . precond(y_i)``, cached until ``alpha`` or the preconditioner (``key``,
-        compared by identity) changes."""
-        if key is None or key is not self.yhy_key:
-            self.yhy = [None] * len(self.y)
-            self.yhy_key = key
-        val = self.yhy[i]
-        if val is None:
-            val = dot(self.y[i], precond(self.y[i]))
-            if key is not None:
-                self.yhy[i] = val
-        return val
-
-    def clear(self) -> None:
-        """Forget every pair (after a direction that was not one of descent)."""
-        for lst in (self.s, self.yd, self.y, self.rho, self.yhy):
-            lst.clear()
-
-    def __len__(self) -> int:
-        return len(self.s)
 
 
 @dataclass
@@ -123,47 +52,6 @@ class SolveInfo:
     grad_norm: float  # max-abs gradient of the mean-scaled objective
     converged: bool
     objective: float  # mean-scaled objective (summed over columns when column-wise)
-
-
-def two_loop(
-    g: Tensor, memory: LBFGSMemory, precond: Callable[[Tensor], Tensor], dot: Dot,
-    precond_key: object = None,
-) -> Tensor:
-    """L-BFGS two-loop recursion ``H g`` with initial matrix ``gamma * precond``.
-
-    ``dot`` returns one inner product per column when the problem is column-wise, so the
-    same code runs C independent L-BFGS recursions at once. ``precond_key`` (any object
-    that changes, by identity, whenever ``precond`` does; e.g. the curvature model) lets the
-    memory cache the ``y.precond(y)`` of the scaling ``gamma``.
-    """
-    q = g.clone()
-    coefs = []
-    for s, y, rho in zip(reversed(memory.s), reversed(memory.y), reversed(memory.rho),
-                         strict=True):
-        a_i = rho * dot(s, q)
-        q.addcmul_(y, a_i, value=-1)  # in place: no [r + 1, C] temporary per pair
-        coefs.append(a_i)
-    r = precond(q)
-    # scale H0 by s.y / y.H0.y of the newest pair (the standard L-BFGS scaling; with a good
-    # preconditioner it stays close to 1). Per column, the newest pair in which the column
-    # moved: frozen columns contribute s = y = 0 to later pairs.
-    gamma, have = None, None
-    for i in range(len(memory.y) - 1, -1, -1):
-        rho = memory.rho[i]
-        need = rho > 0 if have is None else (rho > 0) & ~have
-        if not bool(need.any()):
-            continue
-        yhy = memory.y_h0_y(i, precond, dot, precond_key)
-        g_i = (1.0 / rho.clamp_min(1e-30)) / yhy.clamp_min(1e-30)
-        gamma = torch.where(need, g_i, torch.ones_like(g_i) if gamma is None else gamma)
-        have = need if have is None else have | need
-        if bool(have.all()):
-            break
-    if gamma is not None:
-        r *= gamma.clamp(1e-3, 1e3)
-    for s, y, rho, a_i in zip(memory.s, memory.y, memory.rho, reversed(coefs), strict=True):
-        r.addcmul_(s, a_i - rho * dot(y, r))
-    return r
 
 
 def solve(
@@ -216,8 +104,7 @@ def _solve(
 ) -> SolveInfo:
     """The iteration of :func:`solve`: gradient -> direction -> stopping test -> line
     search -> step, until every column has met the rule or stalled."""
-    var_ext = floored_variance(prob)
-    memory.retarget(alpha, prob.dot)
+    memory.retarget(alpha)
     if prob.curv is None or prob.curv_age >= CURVATURE_MAX_AGE:
         prob.curv, prob.curv_age = curvature_model(prob), 0
     n_cols = prob.theta.shape[1] if prob.columnwise else 1
@@ -232,7 +119,7 @@ def _solve(
             # the curvature drifts as the fit improves; it is reused across the grid points
             # of a path (neighbouring solutions are close), so refresh it by age only
             prob.curv, prob.curv_age = curvature_model(prob), 0
-        d, g0d = _direction(prob, memory, g, var_ext, alpha, finished)
+        d, g0d = _direction(prob, memory, g, alpha, finished)
         f = _objective(prob, alpha)
         met |= -0.5 * g0d <= rtol * torch.clamp_min(f.abs(), f_floor)
         finished |= met
@@ -276,19 +163,22 @@ def _gradient(prob: Problem, alpha: float) -> Tensor:
     return g
 
 
-def _direction(prob: Problem, memory: LBFGSMemory, g: Tensor, var_ext: Tensor,
-               alpha: float, finished: Tensor) -> tuple[Tensor, Tensor]:
+def _direction(prob: Problem, memory: LBFGSMemory, g: Tensor, alpha: float,
+               finished: Tensor) -> tuple[Tensor, Tensor]:
     """The L-BFGS direction ``d = -H g`` and ``g.d``; restarts from the preconditioned
     gradient (clearing the memory) where ``d`` is not a descent direction."""
     curv: Curvature | None = prob.curv
     assert curv is not None
 
     def precond(q: Tensor) -> Tensor:
-        return curv.solve(q, var_ext, alpha)
+        return curv.solve(q, alpha)
+
+    def quad(q: Tensor) -> Tensor:
+        return curv.quad(q, alpha)
 
     dot = prob.dot
     # the cache key: a new curvature model is a new object, a new alpha retargets the memory
-    d = -two_loop(g, memory, precond, dot, precond_key=curv)
+    d = -two_loop(g, memory, precond, quad, precond_key=curv)
     g0d = dot(g, d)
     if bool((~(g0d < 0) & (g0d != 0) & ~finished).any()):
         # not a descent direction (stale memory after a change of problem): restart
@@ -332,7 +222,7 @@ def _advance(prob: Problem, memory: LBFGSMemory, d: Tensor, cols: Tensor | None,
         prob.grad_data_into(sub, res)
         gdata_new[:, cols] = sub
     prob.theta += delta
-    memory.push(delta, gdata_new - prob.gdata, alpha, prob.dot)
+    memory.push(delta, gdata_new - prob.gdata, alpha, prob.columnwise)
     prob.gdata = gdata_new
     prob.since_refresh += 1
     prob.curv_age += 1

@@ -47,7 +47,8 @@ class Loss(Protocol):
         ...
 
     def curvature(self) -> Tensor:
-        """Joint losses: the ``[C, C]`` class curvature averaged over examples."""
+        """Joint losses: the diagonal ``[C]`` of the class curvature averaged over examples
+        (the softmax Hessian's diagonal ``p (1 - p)``)."""
         ...
 
     def weights(self) -> Tensor:
@@ -118,9 +119,9 @@ class MultinomialLoss:
         return (self.p - self.y) / self.n
 
     def curvature(self) -> Tensor:
-        # mean over examples of diag(p) - p p^T
+        # the diagonal of mean_i (diag(p_i) - p_i p_i^T)
         p = self.p
-        return torch.diag(p.mean(0)) - (p.T @ p) / self.n
+        return (p * (1 - p)).mean(0)
 
 
 class _ColumnwiseLoss:
