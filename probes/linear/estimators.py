@@ -367,8 +367,9 @@ def fit_path(
     Best parameter: highest validation metric; ties go to the strongest regularisation
     (the first one met on the traversal), the simplest model among equals. The leading point
     is re-solved to a tenth of ``tol`` before it is chosen (the estimators' default 1e-5 for
-    the paths' 1e-4), and the next leader if its metric dropped, so the metric reported at the best parameter is that of a
-    converged model, not of the luckiest inexact one (see :func:`_walk_path`).
+    the paths' 1e-4), and the next leader if its metric dropped, so the metric reported at
+    the best parameter is that of a converged model, not of the luckiest inexact one (see
+    :func:`_walk_path`).
 
     ``keep_state`` keeps the rotated train and val features (on the device) in the result,
     so that :func:`refit_train_val` can skip the refit's eigen-decomposition and rotation;
