@@ -7,9 +7,9 @@ one-vs-rest problems: the exact per-column diagonal. It captures both the featur
 (diagonal after the rotation of :mod:`probes.linear.basis`) and the regulariser, so strongly
 and weakly regularised problems alike take a few iterations per grid point instead of
 hundreds. Why not the whole Kronecker factor (``A``'s eigenvectors): on the paper-sized
-problems (N=10,000 synthetic, Caltech-101 features; 100 and 102 classes) the path took the
-same iterations (78 and 75-77) with the diagonal, and the full factor cost two ``[r, C] x
-[C, C]`` products per application, a tenth of the path's time.
+problems (N=10,000 synthetic, Caltech-101 features; 100 and 102 classes) the path took as
+many iterations with the diagonal (79 vs 78; 73-77 vs 77), while the full factor cost two
+``[r, C] x [C, C]`` products per application, a tenth of the path's time.
 """
 
 from __future__ import annotations
