@@ -78,7 +78,7 @@ class Basis:
         q = resid.T @ (u[:, keep] / torch.sqrt(n_all * lam[keep]))
         with threads.gemm(4.0 * q.numel() * self.vecs.shape[1]):
             q = q - self.vecs @ (self.vecs.T @ q)  # re-orthogonalise against the span
-        q = _orthonormalise(q)
+        q = _orthonormalise(q, threads)
         with threads.gemm(2.0 * (self.n + xn.shape[0]) * q.numel()):
             top = torch.cat([self.feats, (x_train - self.mean) @ q], dim=1)
             bottom = torch.cat([x_new_rot, xn @ q], dim=1)
@@ -99,18 +99,24 @@ class Basis:
         return torch.cat([w, b[None, :]], dim=0)
 
 
-def _orthonormalise(v: Tensor) -> Tensor:
+def _orthonormalise(v: Tensor, threads: Threads) -> Tensor:
     """Make the nearly orthonormal columns of ``v`` orthonormal to working precision.
 
     Cholesky-QR (``V <- V L^-T`` with ``L L^T = V^T V``): one Gram product and a triangular
     solve, several times cheaper than a Householder QR, and accurate because ``V^T V`` is
     close to the identity; Householder QR if that Gram is not numerically positive definite.
+    The Gram and the solve run on the products' thread count: on the N=2,000, D=2,048
+    benchmark problem they took 0.37 s of a 0.95 s basis on one thread.
     """
-    if v.shape[1] == 0:
+    d, r = v.shape
+    if r == 0:
         return v
-    chol, info = torch.linalg.cholesky_ex(v.T @ v)
+    with threads.gemm(2.0 * d * r * r):
+        gram = v.T @ v
+    chol, info = torch.linalg.cholesky_ex(gram)
     if int(info) == 0:
-        return torch.linalg.solve_triangular(chol, v.T, upper=False).T.contiguous()
+        with threads.gemm(1.0 * d * r * r):
+            return torch.linalg.solve_triangular(chol, v.T, upper=False).T.contiguous()
     return torch.linalg.qr(v).Q.contiguous()
 
 
@@ -164,7 +170,7 @@ def make_basis(x: Tensor, rel_tol: float = 1e-5) -> Basis:
         # xc = sqrt(n) U diag(sqrt(evals)) V^T  =>  V = xc^T U diag(1 / sqrt(n * evals))
         with threads.gemm(2.0 * n * d * evals.numel()):
             vecs = xc.T @ (u / torch.sqrt(n * evals))
-        vecs = _orthonormalise(vecs)
+        vecs = _orthonormalise(vecs, threads)
         complete = False
     with threads.gemm(2.0 * n * d * vecs.shape[1]):
         feats = xc @ vecs
