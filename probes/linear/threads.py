@@ -10,6 +10,7 @@ they run (:class:`GemmTuner`) instead of being configured once. No effect on CUD
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,10 +37,12 @@ class GemmTuner:
     every call), so only the way back needs exploring and it can be rare.
     """
 
-    def __init__(self, explore: int = 64) -> None:
+    def __init__(self, explore: int = 64, window: int = 4) -> None:
         self.explore = explore
         self.cost: dict[int, float] = {}
         self.calls = 0
+        self._recent: dict[int, deque[float]] = {}
+        self._window = window
 
     def choose(self, n_max: int) -> int:
         """Thread count for the next product: an untried option first, then the fastest,
@@ -58,16 +61,17 @@ class GemmTuner:
         """Fold one measurement into the estimate for ``threads``.
 
         Timing noise is one-sided (other processes, page faults and a cold thread pool only
-        ever slow a product down), so a measurement faster than the estimate replaces it at
-        once, while a slower one moves it halfway. Measured: with a plain exponential average,
-        one slow first two-thread product (cold pool) kept a whole Caltech-101 path on one
-        thread, its GEMMs 2x slower than they had to be.
+        ever slow a product down), so the estimate is the fastest of the last ``window``
+        measurements: one slow product changes nothing, a slowdown that lasts ``window``
+        products is seen. Measured on this VM, where single two-thread products run up to 4x
+        slower than their median: the former rule (a slower measurement moved the estimate
+        halfway) let one such outlier put the next ~64 products (until the next exploration)
+        on one thread, 2x slower; with a plain exponential average, one slow first two-thread
+        product (cold pool) kept a whole Caltech-101 path on one thread.
         """
-        old = self.cost.get(threads)
-        if old is None or seconds_per_flop < old:
-            self.cost[threads] = seconds_per_flop
-        else:
-            self.cost[threads] = 0.5 * (old + seconds_per_flop)
+        recent = self._recent.setdefault(threads, deque(maxlen=self._window))
+        recent.append(seconds_per_flop)
+        self.cost[threads] = min(recent)
 
 
 _TUNER = GemmTuner()

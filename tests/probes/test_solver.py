@@ -349,10 +349,20 @@ def test_gemm_tuner_tries_each_option_then_keeps_the_faster_and_explores() -> No
     picks = [tuner.choose(2) for _ in range(8)]
     # calls 3..10: the faster option except every 4th call, which re-tries the other
     assert picks == [1, 2, 1, 1, 1, 2, 1, 1]
-    for _ in range(10):  # two threads get faster (the machine went idle): the choice follows
-        tuner.record(2, 1e-10)
+    tuner.record(2, 1e-10)  # one fast two-thread product (the machine went idle): follows
     assert tuner.choose(2) == 2
     assert GemmTuner().choose(1) == 1
+
+
+def test_gemm_tuner_ignores_one_slow_product_but_follows_a_lasting_slowdown() -> None:
+    tuner = GemmTuner(explore=1000, window=4)
+    tuner.record(2, 1e-9)
+    tuner.record(1, 2e-9)
+    tuner.record(2, 8e-9)  # one outlier (descheduled thread): still two threads
+    assert tuner.choose(2) == 2
+    for _ in range(3):  # four slow products in a row: the cores are shared now
+        tuner.record(2, 4e-9)
+    assert tuner.choose(2) == 1
 
 
 def test_threads_serial_and_gemm_respect_the_configured_count() -> None:
