@@ -210,16 +210,25 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
 
     def _fit_basis(self, basis: Basis, targets: torch.Tensor,
                    theta0: torch.Tensor | None) -> None:
-        """Solve on prepared (centred, rotated) features; ``theta0=None`` starts at zero."""
+        """Solve on prepared (centred, rotated) features; ``theta0=None`` starts at zero and
+        follows the regularisation path down to the penalty (:func:`continuation`)."""
         loss = self._make_loss(self.mode_, targets)
         n_out = targets.shape[1]
         f_floor = _FLOOR * zero_objective(basis, loss, n_out)
         if theta0 is None:
             theta0 = torch.zeros(basis.feats.shape[1] + 1, n_out, dtype=basis.feats.dtype,
                                  device=basis.feats.device)
+            stages = continuation(self._alpha(basis.n), basis, loss)
+        else:
+            stages = [self._alpha(basis.n)]
         prob = make_problem(basis, loss, theta0)
-        info = solve(prob, LBFGSMemory(), self._alpha(basis.n), self.tol, f_floor,
-                       max_iter=int(self.max_iter))
+        memory = LBFGSMemory()
+        n_iter = 0
+        for alpha in stages:
+            info = solve(prob, memory, alpha, self.tol, f_floor,
+                         max_iter=int(self.max_iter) - n_iter)
+            n_iter += info.n_iter
+        info.n_iter = n_iter
         self._set_solution(basis, prob.theta, info)
 
     def _encode_known(self, y: np.ndarray, device: torch.device,
@@ -276,6 +285,27 @@ class LinearProbeBase(ClassifierMixin, BaseEstimator):
 # --------------------------------------------------------------------------------------
 # Regularisation path
 # --------------------------------------------------------------------------------------
+
+
+def continuation(alpha: float, basis: Basis, loss: Loss, step: float = 10.0) -> list[float]:
+    """Penalty strengths a cold fit solves in turn, each warm-starting the next: a decade
+    at a time from the data's largest curvature down to ``alpha`` (just ``[alpha]`` when
+    ``alpha`` is stronger).
+
+    Why: with a weak penalty on separable data (N < D, or few examples per class) many
+    models reach a training loss near 0, and a cold solve lands on one the regularisation
+    path never visits. Its first, preconditioned step fits the training set along the
+    directions of least variance, after which the objective is within the stopping rule's
+    absolute floor of the optimum. Measured on the benchmark's N=2,000, D=2,048, 102-class
+    problem at lam=1e-6: a cold solve stopped after one iteration, "converged", with 8% val
+    top-1 where the path's model at the same lambda gets 50%. Following the path keeps the
+    fit on the same branch as :func:`fit_path`, at the cost of a few iterations per decade.
+    """
+    top = float(basis.var.max()) * loss.scale if basis.var.numel() else 0.0
+    stages = [alpha]
+    while stages[-1] * step <= top:
+        stages.append(stages[-1] * step)
+    return stages[::-1]
 
 
 @dataclass

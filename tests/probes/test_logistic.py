@@ -180,6 +180,28 @@ def test_path_best_val_is_that_of_a_converged_fit(monkeypatch: pytest.MonkeyPatc
     assert lucky.val_metric[lucky.best_index] > converged_val(lucky.best_param)
 
 
+def test_cold_fit_with_a_weak_penalty_follows_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """N < D and lam = 1e-6: many models fit the training set, and a cold solve used to stop
+    after one preconditioned step on one that memorises it along its least-variance
+    directions (15% val top-1 here, where the path's model at the same lambda gets 39%). A
+    cold fit now follows the path down a decade at a time and lands where the path does."""
+    from benchmarks.probes import make_cnn_features
+
+    x, y = make_cnn_features(600, 512, 30, seed=1)
+    xtr, ytr, xva, yva = x[:300], y[:300], x[300:], y[300:]
+    path = logistic_path(xtr, ytr, xva, yva, lambdas=[1e-6, 1e-2, 1e2], device="cpu")
+    path_val = path.val_metric[0]
+
+    def cold_val() -> float:
+        probe = LogisticProbe(lam=1e-6, device="cpu").fit(xtr, ytr)
+        assert probe.converged_
+        return float(np.mean(probe.predict(xva) == yva))
+
+    assert abs(cold_val() - path_val) <= 0.02
+    monkeypatch.setattr(estimators, "continuation", lambda alpha, basis, loss: [alpha])
+    assert cold_val() < path_val - 0.15
+
+
 def test_default_grid_is_the_papers() -> None:
     np.testing.assert_allclose(DEFAULT_LAMBDAS, np.logspace(-6, 5, 45))
     assert LogisticProbe().get_params()["lam"] == 1.0
