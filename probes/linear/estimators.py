@@ -9,6 +9,7 @@ lives here once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -303,7 +304,7 @@ def continuation(alpha: float, basis: Basis, loss: Loss, step: float = 10.0) -> 
     """
     top = float(basis.var.max()) * loss.scale if basis.var.numel() else 0.0
     stages = [alpha]
-    while stages[-1] * step <= top:
+    while 0.0 < stages[-1] * step <= top:  # 0: an alpha that underflowed would never climb
         stages.append(stages[-1] * step)
     return stages[::-1]
 
@@ -488,8 +489,9 @@ def _walk_path(basis: Basis, loss: Loss, n_out: int, alphas: np.ndarray, scorer:
         return (val[i], -rank[i])
 
     def record(i: int, info: SolveInfo, n_prev: int = 0) -> None:
+        info = dataclasses.replace(info, n_iter=n_prev + info.n_iter)  # walk + polish
         val[i] = scorer(prob.theta)
-        n_iter[i], gnorm[i], conv[i] = n_prev + info.n_iter, info.grad_norm, info.converged
+        n_iter[i], gnorm[i], conv[i] = info.n_iter, info.grad_norm, info.converged
         infos[i] = info
         if len(kept) >= KEEP_BEST and i not in kept:
             worst = min(kept, key=key)

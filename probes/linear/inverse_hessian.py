@@ -171,7 +171,8 @@ def two_loop(
         return precond(g)
     cw = memory.columnwise
     slots = memory.order()
-    perm = torch.tensor(slots, device=g.device)
+    # the slots oldest first, made on the device (a host list would be a blocking copy)
+    perm = (torch.arange(n, device=g.device) + memory.head) % memory.size
     s_stack, y_stack = memory._s[:n], memory._y[:n]
     # the m x m algebra in float64: it is tiny, and the triangular solves subtract
     # products of inner products that float32 would round

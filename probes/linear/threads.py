@@ -33,8 +33,9 @@ class GemmTuner:
     count, see :meth:`record`), the faster count is used, and the other one is
     re-tried every ``explore`` calls. No extra work is done to measure. Exploring costs: a
     logistic path of 77 iterations ran 13 of its 206 products on the slower count (2x) with
-    ``explore=16``; a product that turns slow is seen at once (the chosen count is timed on
-    every call), so only the way back needs exploring and it can be rare.
+    ``explore=16``; a count that turns slow is seen after ``window`` slow products in a row
+    (the chosen count is timed on every call), so only the way back needs exploring and it
+    can be rare.
     """
 
     def __init__(self, explore: int = 64, window: int = 4) -> None:

@@ -135,35 +135,54 @@ def test_two_loop_with_empty_memory_is_the_preconditioner() -> None:
 
 def textbook_two_loop(g: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor]],
                       scale: torch.Tensor, columnwise: bool) -> torch.Tensor:
-    """Nocedal & Wright's Algorithm 7.4, one pair at a time, with H0 = gamma / scale and the
-    newest pair's gamma = s.y / y.H0.y (per column when column-wise)."""
+    """Nocedal & Wright's Algorithm 7.4, one pair at a time, with H0 = gamma / scale; a pair
+    with s.y <= 0 is skipped (per column when column-wise) and gamma = s.y / y.H0.y comes
+    from the newest pair that is not."""
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(0) if columnwise else (a * b).sum().reshape(1)
 
+    def rho(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        sy = dot(s, y)
+        return torch.where(sy > 0, 1 / sy, torch.zeros_like(sy))
+
     q, coefs = g.clone(), []
     for s, y in reversed(pairs):
-        a = dot(s, q) / dot(s, y)
+        a = rho(s, y) * dot(s, q)
         q = q - a * y
         coefs.append(a)
-    s, y = pairs[-1]
-    r = q / scale * (dot(s, y) / dot(y, y / scale))
+    gamma, have = torch.ones_like(dot(g, g)), torch.zeros_like(dot(g, g), dtype=torch.bool)
+    for s, y in reversed(pairs):
+        use = (rho(s, y) > 0) & ~have
+        gamma = torch.where(use, dot(s, y) / dot(y, y / scale), gamma)
+        have |= use
+    r = q / scale * gamma
     for (s, y), a in zip(pairs, reversed(coefs), strict=True):
-        r = r + s * (a - dot(y, r) / dot(s, y))
+        r = r + s * (a - rho(s, y) * dot(y, r))
     return r
 
 
 @pytest.mark.parametrize("columnwise", [False, True])
-def test_compact_two_loop_equals_the_textbook_recursion(columnwise: bool) -> None:
-    """Stacked memory (ring buffer past its size, pairs re-targeted to a new alpha) times a
-    vector equals the pair-by-pair recursion on the same pairs."""
+@pytest.mark.parametrize("history", ["wrapped", "cleared", "skipped_pair", "frozen_column"])
+def test_compact_two_loop_equals_the_textbook_recursion(columnwise: bool, history: str) -> None:
+    """Stacked memory times a vector equals the pair-by-pair recursion on the same pairs:
+    past its size (the oldest pairs drop out), refilled after a clear, with a pair of
+    negative curvature (skipped), and with a column frozen in the newest pairs (its s = y = 0:
+    its gamma comes from an older pair); all after a re-target to a new alpha."""
     gen = torch.Generator().manual_seed(5)
     rows, cols, size = 7, 3, 4
     scale = torch.rand(rows, cols, generator=gen, dtype=F64) + 0.5
     mem = LBFGSMemory(size=size)
-    steps = []
-    for _ in range(6):  # two more than the memory holds: the oldest two drop out
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for k in range(6):  # two more than the memory holds
         s = torch.randn(rows, cols, generator=gen, dtype=F64)
         yd = 2 * s + 0.3 * torch.randn(rows, cols, generator=gen, dtype=F64)
+        if history == "skipped_pair" and k == 4:
+            yd = -yd  # s.y < 0 at alpha = 2 too: the pair must not count
+        if history == "frozen_column" and k >= 4:
+            s[:, 1], yd[:, 1] = 0, 0
+        if history == "cleared" and k == 3:
+            mem.clear()
+            steps.clear()
         steps.append((s, yd))
         mem.push(s, yd, 0.5, columnwise)
     mem.retarget(2.0)
@@ -174,6 +193,7 @@ def test_compact_two_loop_equals_the_textbook_recursion(columnwise: bool) -> Non
         return y
 
     pairs = [(s, penalised(s, yd, 2.0)) for s, yd in steps[-size:]]
+    assert len(mem) == len(pairs)
     g = torch.randn(rows, cols, generator=gen, dtype=F64)
     quad = (lambda q: (q * q / scale).sum(0)) if columnwise else (
         lambda q: (q * q / scale).sum().reshape(1))
