@@ -33,9 +33,10 @@ needs two matrix products over the rotated train features (``F @ D`` and ``F.T @
 measured cost (best of a few timed repeats, on the faster of 1 and the configured thread
 count, as the solver's tuner would pick) is the floor a path could reach; ``path/gemm`` is
 how far above that floor the whole path (basis, rotation, line search, val scoring,
-bookkeeping) runs. For the SVM (one-vs-rest) converged columns drop out of the GEMMs, so
-its floor is overstated and its ratio understated. ``--repeat N`` reports the fastest of N
-runs of our protocol.
+bookkeeping) runs. The iterations include the re-solve of the best point (see
+:func:`probes.linear.estimators.fit_path`), whose restart products are not counted. For
+the SVM (one-vs-rest) converged columns drop out of the GEMMs, so its floor is overstated
+and its ratio understated. ``--repeat N`` reports the fastest of N runs of our protocol.
 
 Real features (``--store URL``, instead of the synthetic problems): for each entry (``--entries
 CKPT/DATASET ...``; default every complete single-label entry, metric top1 or mean_per_class)
