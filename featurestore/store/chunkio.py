@@ -163,7 +163,7 @@ def read_rows(array: zarr.Array, local_dir: Path, out: np.ndarray | None = None,
 
     def load(k: int) -> None:
         start, stop = k * rows, min(n, (k + 1) * rows)
-        key = array.metadata.encode_chunk_key((k,) + (0,) * (array.ndim - 1))
+        key = integrity.chunk_key(array, k)
         dest = flat[start * row_bytes:stop * row_bytes]
         try:
             f = open(local_dir / key, "rb", buffering=0)  # noqa: SIM115 (closed below)
@@ -187,10 +187,10 @@ def read_rows(array: zarr.Array, local_dir: Path, out: np.ndarray | None = None,
             raise integrity.ChunkDamage(name, k, f"wrong size ({size}+ bytes)").error()
         if crc is not None and pad:
             crc = integrity.crc32c(pad, crc)
-        if crc is not None and crc != integrity.stored_crc(trailer):
-            reason = (f"checksum mismatch (stored crc32c {integrity.stored_crc(trailer):08x}, "
-                      f"computed {crc:08x})")
-            raise integrity.ChunkDamage(name, k, reason).error()
+        mismatch = None if crc is None else integrity.checksum_mismatch(
+            integrity.stored_crc(trailer), crc)
+        if mismatch:
+            raise integrity.ChunkDamage(name, k, mismatch).error()
 
     if parallel is None:
         parallel = (verify_threads() if checksummed and verify else default_threads()) > 1

@@ -161,7 +161,7 @@ def _chunk_payload(array: zarr.Array, store: Any, path: str, k: int, verify: boo
                    ) -> np.ndarray:
     """The decoded-size bytes of row chunk ``k`` (uint8, host memory), checked like every read:
     missing, truncated or (``verify``) checksum-mismatching chunks raise naming the chunk."""
-    key = f"{path}/{array.metadata.encode_chunk_key((k,) + (0,) * (array.ndim - 1))}"
+    key = integrity.chunk_key(array, k, path)
     buf = sync(store.get(key, prototype=default_buffer_prototype()))
     if buf is None:
         raise integrity.ChunkDamage(path, k, "chunk missing").error()
@@ -172,11 +172,10 @@ def _chunk_payload(array: zarr.Array, store: Any, path: str, k: int, verify: boo
     if raw.size != want + trailer:
         raise integrity.ChunkDamage(path, k, f"wrong size ({raw.size} bytes)").error()
     if checksummed and verify:
-        stored = integrity.stored_crc(raw[want:])
-        computed = integrity.crc32c(raw[:want])
-        if stored != computed:
-            reason = f"checksum mismatch (stored crc32c {stored:08x}, computed {computed:08x})"
-            raise integrity.ChunkDamage(path, k, reason).error()
+        mismatch = integrity.checksum_mismatch(integrity.stored_crc(raw[want:]),
+                                               integrity.crc32c(raw[:want]))
+        if mismatch:
+            raise integrity.ChunkDamage(path, k, mismatch).error()
     return raw[:want]
 
 

@@ -118,8 +118,17 @@ class EntryCheck:
                            for d in self.damage]}
 
 
-def _chunk_key(array: zarr.Array, path: str, k: int) -> str:
-    return f"{path}/{array.metadata.encode_chunk_key((k,) + (0,) * (array.ndim - 1))}"
+def chunk_key(array: zarr.Array, k: int, path: str = "") -> str:
+    """The store key of row chunk ``k`` of ``array``, under ``path`` when given."""
+    key = array.metadata.encode_chunk_key((k,) + (0,) * (array.ndim - 1))
+    return f"{path}/{key}" if path else key
+
+
+def checksum_mismatch(stored: int, computed: int) -> str | None:
+    """The damage reason of a chunk whose crc32c does not match its trailer, else None."""
+    if stored == computed:
+        return None
+    return f"checksum mismatch (stored crc32c {stored:08x}, computed {computed:08x})"
 
 
 def _n_chunks(array: zarr.Array) -> int:
@@ -135,15 +144,16 @@ def check_chunk(array: zarr.Array, store: Any, path: str, k: int) -> str | None:
     """What is wrong with chunk ``k`` of the array at ``path``, or None when it is sound."""
     name = path.rsplit("/", 1)[-1]
     checksummed = has_checksum(array)
-    raw = _get(store, _chunk_key(array, path, k))
+    raw = _get(store, chunk_key(array, k, path))
     if raw is None:
         return "chunk missing" if missing_is_damage(name, checksummed) else None
     if checksummed:
         if len(raw) < CHECKSUM_BYTES:
             return f"truncated ({len(raw)} bytes)"
-        stored, computed = stored_crc(raw[-CHECKSUM_BYTES:]), crc32c(raw[:-CHECKSUM_BYTES])
-        if stored != computed:
-            return f"checksum mismatch (stored crc32c {stored:08x}, computed {computed:08x})"
+        mismatch = checksum_mismatch(stored_crc(raw[-CHECKSUM_BYTES:]),
+                                     crc32c(raw[:-CHECKSUM_BYTES]))
+        if mismatch:
+            return mismatch
     codecs = array.metadata.codecs
     if len(codecs) - checksummed == 1 and isinstance(codecs[0], BytesCodec):
         # Zarr stores edge chunks at full size
@@ -180,7 +190,7 @@ def missing_chunks(array: zarr.Array, store: Any, path: str) -> list[int]:
     async def absent() -> list[int]:
         import asyncio
 
-        keys = [_chunk_key(array, path, k) for k in range(_n_chunks(array))]
+        keys = [chunk_key(array, k, path) for k in range(_n_chunks(array))]
         found = await asyncio.gather(*(store.exists(key) for key in keys))
         return [k for k, ok in enumerate(found) if not ok]
 
