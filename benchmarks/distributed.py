@@ -69,11 +69,8 @@ def write_synthetic_entries(url: str, n_entries: int, n: int, d: int, c: int) ->
                             "checkpoint": {"name": name}, "feature_dim": d},
                     {"synthetic": i, "n": n, "d": d, "c": c})
             for p in plans:
-                xs, ys = x[cut[p.name]], y[cut[p.name]]
-                for k in range(p.n_chunks):
-                    r = p.rows(k)
-                    w.write_chunk(p.name, k, xs[r], ys[r], [f"{p.name}_{j}" for j in
-                                                           range(r.start, r.stop)])
+                w.write_split(p.name, x[cut[p.name]], y[cut[p.name]],
+                              [f"{p.name}_{j}" for j in range(p.n)])
             w.finish({})
         names.append(name)
     return names

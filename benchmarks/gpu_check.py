@@ -170,10 +170,7 @@ def check_reads(rows: int, dim: int) -> list[Row]:
         with fs.writing("ck", "ds") as w:
             w.begin(plans, {}, {})
             for plan in plans:
-                for k in range(plan.n_chunks):
-                    r = plan.rows(k)
-                    w.write_chunk(plan.name, k, X[r], y[r], [str(i) for i in range(r.start,
-                                                                                     r.stop)])
+                w.write_split(plan.name, X, y, [str(i) for i in range(rows)])
             w.finish({})
         readers = ["host", "direct"] if gpu_reads_available() else ["host"]
         got = {}

@@ -15,6 +15,7 @@ resume path recompute exactly those.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -282,6 +283,16 @@ class EntryWriter:
             arr("difficult")[rows] = plan.difficult[rows]
         arr("ids")[rows] = np.asarray(ids, dtype=object)
         arr("done")[k] = 1
+
+    def write_split(self, split: str, features: np.ndarray, labels: np.ndarray,
+                    ids: Sequence[str]) -> None:
+        """Write all of ``split`` from rows already in memory, chunk by chunk through
+        :meth:`write_chunk` (same checks, each ``done`` flag after its rows): for entries
+        computed elsewhere (benchmarks, imports), where extraction writes batch by batch."""
+        plan = self.plans[split]
+        for k in range(plan.n_chunks):
+            r = plan.rows(k)
+            self.write_chunk(split, k, features[r], labels[r], list(ids[r.start:r.stop]))
 
     def finish(self, extra: dict[str, Any]) -> None:
         """Mark the entry complete (status last) and swap a staging rewrite into place."""

@@ -19,12 +19,8 @@ def _write(fs: FeatureStore, splits: dict[str, tuple[np.ndarray, np.ndarray]],
              for name, (X, y) in splits.items()]
     with fs.writing("ck", "ds") as w:
         w.begin(plans, {}, {})
-        for plan in plans:
-            X, y = splits[plan.name]
-            for k in range(plan.n_chunks):
-                r = plan.rows(k)
-                w.write_chunk(plan.name, k, X[r], y[r], [f"{plan.name}{i}" for i in
-                                                         range(r.start, r.stop)])
+        for name, (X, y) in splits.items():
+            w.write_split(name, X, y, [f"{name}{i}" for i in range(len(X))])
         w.finish({})
 
 

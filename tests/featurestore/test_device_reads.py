@@ -38,12 +38,8 @@ def fs(tmp_path: Path) -> FeatureStore:
     plans = [SplitPlan(name, len(X), X.shape[1], 7, y.shape[1:]) for name, (X, y) in data.items()]
     with store.writing("ck", "ds") as w:
         w.begin(plans, {}, {})
-        for plan in plans:
-            X, y = data[plan.name]
-            for k in range(plan.n_chunks):
-                r = plan.rows(k)
-                w.write_chunk(plan.name, k, X[r], y[r],
-                              [f"{plan.name}{i}" for i in range(r.start, r.stop)])
+        for name, (X, y) in data.items():
+            w.write_split(name, X, y, [f"{name}{i}" for i in range(len(X))])
         w.finish({})
     return store
 

@@ -85,10 +85,7 @@ def _write_entry(url: str) -> None:
         for p in plans:
             y = (np.arange(p.n) % 3).astype(np.int32)
             x = rng.normal(size=(len(y), 8)).astype(np.float32) + y[:, None]
-            for k in range(p.n_chunks):
-                rows = p.rows(k)
-                w.write_chunk(p.name, k, x[rows], y[rows],
-                              [f"{p.name}/{i}" for i in range(rows.start, rows.stop)])
+            w.write_split(p.name, x, y, [f"{p.name}/{i}" for i in range(p.n)])
         w.finish({})
 
 

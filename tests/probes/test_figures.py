@@ -61,10 +61,7 @@ def _write_entry(store: FeatureStore, ckpt: str, dataset: str, seed: int) -> Non
         for p in plans:
             y = _labels(p.name)
             x = centres[y] + rng.normal(0, 1, size=(len(y), DIM))
-            for k in range(p.n_chunks):
-                rows = p.rows(k)
-                w.write_chunk(p.name, k, x[rows].astype(np.float32), y[rows],
-                              [f"{p.name}/{i}" for i in range(rows.start, rows.stop)])
+            w.write_split(p.name, x.astype(np.float32), y, [f"{p.name}/{i}" for i in range(p.n)])
         w.finish({})
 
 
